@@ -1,0 +1,86 @@
+"""Model configuration: `GPTConfig`, GPT-2's four sizes, and small sizes for a CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a GPT-2-style model.
+
+    The defaults are GPT-2 small (124M parameters). Every field is checked when the
+    config is made, so a bad size fails here with a clear message rather than deep
+    inside a matrix multiplication.
+    """
+
+    vocab_size: int = 50257  # GPT-2's byte-pair vocabulary: 50,000 merges + 256 bytes + <|endoftext|>
+    context_length: int = 1024  # the longest sequence the position embeddings cover
+    emb_dim: int = 768  # the width d of every token's vector
+    n_heads: int = 12  # attention heads; each sees emb_dim // n_heads dimensions
+    n_layers: int = 12  # transformer blocks
+    drop_rate: float = 0.0  # dropout probability; 0.1 when pretraining GPT-2, 0 to fine-tune or measure
+    qkv_bias: bool = True  # GPT-2 has biases on the query/key/value projections
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"GPTConfig.{name} must be an int, got {value!r} ({type(value).__name__}).")
+            if value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be positive, got {value}.")
+        if self.emb_dim % self.n_heads != 0:
+            raise ValueError(
+                f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}): each head gets "
+                f"emb_dim // n_heads dimensions. Try emb_dim={self.n_heads * max(1, round(self.emb_dim / self.n_heads))} "
+                f"or an n_heads that divides {self.emb_dim}."
+            )
+        if not isinstance(self.drop_rate, (int, float)) or not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}.")
+        if not isinstance(self.qkv_bias, bool):
+            raise TypeError(f"qkv_bias must be True or False, got {self.qkv_bias!r}.")
+
+    @property
+    def head_dim(self) -> int:
+        """Dimensions per attention head."""
+        return self.emb_dim // self.n_heads
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
+        """A named size, e.g. ``GPTConfig.from_preset("gpt2-small", drop_rate=0.1)``."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}.")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    @classmethod
+    def coerce(cls, config: GPTConfig | Mapping[str, Any]) -> GPTConfig:
+        """Accept a `GPTConfig` or a plain dict with the same keys (the original course's style)."""
+        if isinstance(config, GPTConfig):
+            return config
+        if isinstance(config, Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(config) - known)
+            if unknown:
+                raise ValueError(f"Unknown config key(s) {unknown}; a GPT config has: {sorted(known)}.")
+            return cls(**config)
+        raise TypeError(f"Expected a GPTConfig or a dict, got {type(config).__name__}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, GPTConfig] = {
+    # GPT-2's released sizes (Radford et al., 2019). Input and output embeddings are tied.
+    "gpt2-small": GPTConfig(emb_dim=768, n_heads=12, n_layers=12),  # 124M
+    "gpt2-medium": GPTConfig(emb_dim=1024, n_heads=16, n_layers=24),  # 355M
+    "gpt2-large": GPTConfig(emb_dim=1280, n_heads=20, n_layers=36),  # 774M
+    "gpt2-xl": GPTConfig(emb_dim=1600, n_heads=25, n_layers=48),  # 1558M
+    # Small sizes that train in seconds to minutes on a laptop CPU. Same vocabulary, so
+    # they read and write the same tokens as GPT-2.
+    "gpt-nano": GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2),
+    "gpt-micro": GPTConfig(context_length=128, emb_dim=128, n_heads=4, n_layers=4),
+    "gpt-mini": GPTConfig(context_length=128, emb_dim=256, n_heads=4, n_layers=4),
+}

