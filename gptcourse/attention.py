@@ -89,11 +89,54 @@ class MultiHeadAttentionWrapper(nn.Module):
         return self
 
 
+class LayerKVCache:
+    """The keys and values one attention layer has computed so far (chapter 8).
+
+    A token's key and value depend only on the token and the ones before it, so once
+    computed they never change. When generating, each step then needs K and V for the
+    one new token only; the others are read from here.
+    """
+
+    def __init__(self) -> None:
+        self.keys: torch.Tensor | None = None  # (B, nh, T_cached, hd)
+        self.values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[-2]
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new tokens' keys and values; return those of every token so far."""
+        if self.keys is not None:
+            keys = torch.cat([self.keys, keys], dim=-2)  # (B, nh, T_cached + T_new, hd)
+            values = torch.cat([self.values, values], dim=-2)
+        self.keys, self.values = keys, values
+        return keys, values
+
+
+class KVCache:
+    """One `LayerKVCache` per transformer block: pass it to ``GPT.forward(idx, kv_cache=...)``."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.layers = [LayerKVCache() for _ in range(n_layers)]
+
+    def __len__(self) -> int:
+        """Tokens cached (the same in every layer)."""
+        return len(self.layers[0])
+
+    def clear(self) -> None:
+        for layer in self.layers:
+            layer.keys = layer.values = None
+
+
 class MultiHeadAttention(nn.Module):
     """All heads at once: one projection each for Q, K, V, split into heads (chapter 4).
 
     The attention matrix is computed explicitly (``Q @ K^T``, mask, softmax, ``@ V``), so
     every FLOP is a visible matmul: this is the path the FLOP chapter counts.
+
+    ``forward(x, kv_cache=cache)`` treats ``x`` as the tokens that follow the ones already
+    in `cache` (a `LayerKVCache`): their keys and values are appended to it, and their
+    queries attend to every cached token and to themselves. Without a cache, nothing changes.
     """
 
     def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float = 0.0, num_heads: int = 1, qkv_bias: bool = False):
@@ -116,19 +159,23 @@ class MultiHeadAttention(nn.Module):
         return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        num_tokens = q.shape[-2]
-        scores = q @ k.transpose(2, 3)  # (B, nh, T, T)
-        scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], float("-inf"))
+        num_queries, num_keys = q.shape[-2], k.shape[-2]  # equal, unless earlier keys come from a cache
+        scores = q @ k.transpose(2, 3)  # (B, nh, T_q, T_k)
+        # Query i is token num_keys - num_queries + i of the sequence: it sees the keys up to itself.
+        scores = scores.masked_fill(self.mask[num_keys - num_queries : num_keys, :num_keys], float("-inf"))
         weights = torch.softmax(scores / math.sqrt(self.head_dim), dim=-1)
         weights = self.dropout(weights)
         return weights @ v  # (B, nh, T, hd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache: LayerKVCache | None = None) -> torch.Tensor:
         b, num_tokens, _ = x.shape  # (B, T, d_in)
-        _check_length(num_tokens, self.context_length)
+        num_cached = 0 if kv_cache is None else len(kv_cache)
+        _check_length(num_cached + num_tokens, self.context_length)
         q = self._split_heads(self.W_query(x))  # (B, nh, T, hd)
         k = self._split_heads(self.W_key(x))
         v = self._split_heads(self.W_value(x))
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (B, nh, T_cached + T, hd)
         context = self._attend(q, k, v)  # (B, nh, T, hd)
         context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)  # merge heads: (B, T, d_out)
         return self.out_proj(context)
@@ -142,7 +189,15 @@ class SDPAMultiHeadAttention(MultiHeadAttention):
     """
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0, is_causal=True)
+        dropout_p = self.dropout_p if self.training else 0.0
+        num_queries, num_keys = q.shape[-2], k.shape[-2]
+        if num_queries == num_keys:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        # Fewer queries than keys: the last queries after a KV cache. is_causal=True would align
+        # its mask top-left (query 0 seeing key 0 only), so give the mask explicitly (True = may
+        # attend); one new query sees every key, and needs none.
+        allowed = None if num_queries == 1 else ~self.mask[num_keys - num_queries : num_keys, :num_keys]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
 
 
 # The names `GPT(config, attention=...)` accepts.

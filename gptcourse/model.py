@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import ATTENTION_CLASSES
+from .attention import ATTENTION_CLASSES, KVCache, LayerKVCache
 from .config import GPTConfig
 
 
@@ -77,8 +77,11 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_shortcut(self.att(self.norm1(x)))  # (B, T, d)
+    def forward(self, x: torch.Tensor, kv_cache: LayerKVCache | None = None) -> torch.Tensor:
+        if kv_cache is None:
+            x = x + self.drop_shortcut(self.att(self.norm1(x)))  # (B, T, d)
+        else:
+            x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache=kv_cache))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
@@ -144,15 +147,29 @@ class GPT(nn.Module):
             bad = idx[(idx < 0) | (idx >= self.config.vocab_size)][0].item()
             raise ValueError(f"Token id {bad} is outside the vocabulary [0, {self.config.vocab_size - 1}].")
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (batch, tokens, vocab_size) for token ids of shape (batch, tokens)."""
+    def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """Logits of shape (batch, tokens, vocab_size) for token ids of shape (batch, tokens).
+
+        With a `KVCache` (chapter 8), `idx` holds the tokens that follow those already cached:
+        their positions continue from there, and their keys and values join the cache.
+        """
         if not torch.compiler.is_compiling():  # the check reads values, which graph capture cannot
             self.check_input(idx)
         _, num_tokens = idx.shape
-        positions = torch.arange(num_tokens, device=idx.device)
+        num_cached = 0 if kv_cache is None else len(kv_cache)
+        if num_cached + num_tokens > self.config.context_length:
+            raise ValueError(
+                f"The cache holds {num_cached} tokens; {num_tokens} more would pass the context length "
+                f"{self.config.context_length}. Clear the cache and start again from the last tokens."
+            )
+        positions = torch.arange(num_cached, num_cached + num_tokens, device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
         x = self.drop_emb(x)
-        x = self.trf_blocks(x)
+        if kv_cache is None:
+            x = self.trf_blocks(x)
+        else:
+            for block, layer_cache in zip(self.trf_blocks, kv_cache.layers, strict=True):
+                x = block(x, kv_cache=layer_cache)
         x = self.final_norm(x)
         return self.out_head(x)  # (B, T, vocab)
 
@@ -165,6 +182,7 @@ class GPT(nn.Module):
         top_k: int | None = None,
         eos_id: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> str | torch.Tensor:
         """Continue `prompt` by `max_new_tokens` tokens.
 
@@ -176,6 +194,14 @@ class GPT(nn.Module):
         `top_k` most likely when given. A prompt longer than the context is cropped to its
         last `context_length` tokens (with a warning), and each step sees at most the last
         `context_length` tokens. Generation stops early when every sequence produced `eos_id`.
+
+        ``use_cache=True`` keeps every layer's keys and values in a `KVCache`, so each step
+        runs the model on the one new token instead of the whole sequence (chapter 8). It
+        picks the same tokens as ``use_cache=False`` (tests/test_kv_cache.py checks greedy and
+        seeded sampling, both attention modules, batches, and past the context); only the
+        order of floating-point additions differs, by ~1e-6 in the logits. Past the context
+        length every token's position shifts by one each step, which makes cached keys stale,
+        so from there on each step recomputes the last `context_length` tokens, as without a cache.
         """
         from .tokenizer import encode, get_tokenizer
 
@@ -212,8 +238,9 @@ class GPT(nn.Module):
         self.eval()
         try:
             finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=device)
+            cache = KVCache(self.config.n_layers) if use_cache else None
             for _ in range(max_new_tokens):
-                logits = self(idx[:, -context:])[:, -1, :]  # (B, vocab): the last position predicts the next token
+                logits = self._next_token_logits(idx, cache)  # (B, vocab)
                 next_id = self._pick_next(logits, temperature, top_k, generator)  # (B, 1)
                 idx = torch.cat([idx, next_id], dim=1)
                 if eos_id is not None:
@@ -226,6 +253,20 @@ class GPT(nn.Module):
         if tokenizer is not None:
             return tokenizer.decode(idx[0].tolist())
         return idx[0] if squeeze else idx
+
+    def _next_token_logits(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        """The logits for the token after `idx` (B, T): the last position predicts it."""
+        context = self.config.context_length
+        if cache is None:
+            return self(idx[:, -context:])[:, -1, :]
+        if idx.shape[1] > context:
+            # The window slides: every token moves to a new position, so the cached keys and
+            # values (computed at the old positions) are stale. Recompute the whole window.
+            cache.clear()
+            return self(idx[:, -context:], kv_cache=cache)[:, -1, :]
+        # Up to the context, the cache holds idx[:, :len(cache)]: run only the tokens after it
+        # (the whole prompt on the first step, then one token per step).
+        return self(idx[:, len(cache) :], kv_cache=cache)[:, -1, :]
 
     @staticmethod
     def _pick_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:

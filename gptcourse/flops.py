@@ -1,0 +1,376 @@
+"""FLOPs of a GPT, counted matmul by matmul (chapter 9).
+
+A matrix product (m×k)·(k×n) takes m·n dot products of length k: k multiplications and
+k additions each, so **2·m·k·n FLOPs**. Everything else a GPT does (layer norm, GELU,
+softmax, adding biases, the embedding lookup) is a few FLOPs per element, which neither
+`torch.utils.flop_counter.FlopCounterMode` nor the FLOP counts of papers (Kaplan et al.,
+PaLM, nanoGPT's MFU) include. `count_flops` counts exactly what `FlopCounterMode` counts
+for ``GPT(config, attention="manual")``: a test checks it, FLOP for FLOP, on many shapes.
+
+The backward pass costs twice the forward: for each ``y = x @ W`` it computes
+``dL/dx = dL/dy @ Wᵀ`` and ``dL/dW = xᵀ @ dL/dy``, two matmuls of the forward's size.
+
+    >>> from gptcourse.flops import count_flops
+    >>> count_flops("gpt2-small", batch_size=1, seq_len=1024).total
+    874944921600
+
+On CPU, PyTorch's ``scaled_dot_product_attention`` (``GPT``'s default attention) runs the
+kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCounterMode``
+(torch 2.13) has no formula: it counts **0** FLOPs for attention, forward and backward.
+`flop_counter_flops(..., count_cpu_sdpa=True)` registers one, and the counts agree again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .config import GPTConfig
+
+# The components of the count, in the order a token meets them, with readable names.
+LAYER_COMPONENTS: dict[str, str] = {
+    "qkv_proj": "QKV projection",
+    "attn_scores": "attention scores Q·Kᵀ",
+    "attn_values": "attention × values",
+    "out_proj": "output projection",
+    "ff_up": "feed-forward up",
+    "ff_down": "feed-forward down",
+}
+COMPONENTS: dict[str, str] = {**LAYER_COMPONENTS, "lm_head": "LM head"}
+
+ConfigLike = GPTConfig | Mapping[str, Any] | str
+
+
+def _config(config: ConfigLike) -> GPTConfig:
+    return GPTConfig.from_preset(config) if isinstance(config, str) else GPTConfig.coerce(config)
+
+
+def matmul_flops(m: int, k: int, n: int) -> int:
+    """FLOPs of one (m×k)·(k×n) matrix product: m·n outputs, each k multiplies and k adds."""
+    return 2 * m * k * n
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one pass of a GPT, component by component.
+
+    The six layer components (``qkv_proj`` ... ``ff_down``) are **per layer**; ``lm_head``
+    happens once. With ``training=True`` every figure is forward + backward (3× forward).
+    ``total`` is what `FlopCounterMode` reports for the same pass.
+    """
+
+    config: GPTConfig
+    batch_size: int
+    seq_len: int
+    training: bool
+    qkv_proj: int  # x (B·T×d) @ W_query, W_key, W_value (each d×d)
+    attn_scores: int  # Q (T×hd) @ Kᵀ (hd×T), for each of B·n_heads heads
+    attn_values: int  # weights (T×T) @ V (T×hd), for each of B·n_heads heads
+    out_proj: int  # context (B·T×d) @ W_out (d×d)
+    ff_up: int  # (B·T×d) @ (d×4d)
+    ff_down: int  # (B·T×4d) @ (4d×d)
+    lm_head: int  # (B·T×d) @ (d×vocab): the tied output head
+
+    @property
+    def n_layers(self) -> int:
+        return self.config.n_layers
+
+    @property
+    def tokens(self) -> int:
+        """Tokens processed in this pass: batch_size × seq_len."""
+        return self.batch_size * self.seq_len
+
+    @property
+    def per_layer(self) -> int:
+        """FLOPs of one transformer block."""
+        return sum(getattr(self, name) for name in LAYER_COMPONENTS)
+
+    @property
+    def total(self) -> int:
+        """FLOPs of the whole pass: every block, plus the LM head."""
+        return self.n_layers * self.per_layer + self.lm_head
+
+    @property
+    def forward_total(self) -> int:
+        """The forward pass alone (a third of `total` when training)."""
+        return self.total // 3 if self.training else self.total
+
+    @property
+    def backward_total(self) -> int:
+        """The backward pass alone (twice the forward; 0 when not training)."""
+        return self.total - self.forward_total
+
+    @property
+    def per_token(self) -> float:
+        return self.total / self.tokens
+
+    @property
+    def attention_matrix(self) -> int:
+        """FLOPs that grow with seq_len²: Q·Kᵀ and weights·V, over all layers."""
+        return self.n_layers * (self.attn_scores + self.attn_values)
+
+    @property
+    def attention_share(self) -> float:
+        """The fraction of all FLOPs spent on the (T×T) attention matrix."""
+        return self.attention_matrix / self.total
+
+    def components(self) -> dict[str, int]:
+        """Each component's FLOPs summed over all layers (keys as in `COMPONENTS`)."""
+        totals = {name: self.n_layers * getattr(self, name) for name in LAYER_COMPONENTS}
+        totals["lm_head"] = self.lm_head
+        return totals
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per component: its matmul, FLOPs per layer, over all layers, and share."""
+        c, b, t = self.config, self.batch_size, self.seq_len
+        d, hd, h, v = c.emb_dim, c.head_dim, c.n_heads, c.vocab_size
+        shapes = {
+            "qkv_proj": f"3 × ({b * t}×{d})·({d}×{d})",
+            "attn_scores": f"{b * h} × ({t}×{hd})·({hd}×{t})",
+            "attn_values": f"{b * h} × ({t}×{t})·({t}×{hd})",
+            "out_proj": f"({b * t}×{d})·({d}×{d})",
+            "ff_up": f"({b * t}×{d})·({d}×{4 * d})",
+            "ff_down": f"({b * t}×{4 * d})·({4 * d}×{d})",
+            "lm_head": f"({b * t}×{d})·({d}×{v})",
+        }
+        totals = self.components()
+        return [
+            {
+                "component": COMPONENTS[name],
+                "matmul": shapes[name],
+                "per_layer": getattr(self, name) if name in LAYER_COMPONENTS else None,
+                "total": totals[name],
+                "share": totals[name] / self.total,
+            }
+            for name in COMPONENTS
+        ]
+
+
+def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> FlopCount:
+    """The exact matmul FLOPs of a GPT pass over `batch_size` sequences of `seq_len` tokens.
+
+    ``seq_len`` defaults to the context length. ``training=True`` counts forward and
+    backward (the gradient of every matmul is two matmuls of the same size: 3× forward);
+    ``training=False`` the forward pass alone. Per layer, with B·T tokens, width d and
+    h heads of hd = d/h dimensions:
+
+    ====================  ===============  ===================
+    QKV projection        3 · 2·(BT)·d·d    6·BT·d²
+    scores Q·Kᵀ           B·h · 2·T·hd·T    2·B·T²·d
+    weights × V           B·h · 2·T·T·hd    2·B·T²·d
+    output projection     2·(BT)·d·d        2·BT·d²
+    feed-forward up/down  2·(BT)·d·4d each  8·BT·d² each
+    LM head (once)        2·(BT)·d·V        2·BT·d·V
+    ====================  ===============  ===================
+
+    The attention matrix is counted in full (T×T), as `FlopCounterMode` and the MFU
+    convention of PaLM and nanoGPT do, although the causal mask zeroes half of it
+    (`causal_flops` counts only the useful half).
+    """
+    cfg = _config(config)
+    seq_len = cfg.context_length if seq_len is None else seq_len
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if seq_len > cfg.context_length:
+        raise ValueError(f"seq_len ({seq_len}) is longer than the context ({cfg.context_length}); the model cannot run it.")
+    bt, d, heads, hd = batch_size * seq_len, cfg.emb_dim, batch_size * cfg.n_heads, cfg.head_dim
+    passes = 3 if training else 1  # backward = 2 × forward, matmul by matmul
+    return FlopCount(
+        config=cfg,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        training=training,
+        qkv_proj=passes * 3 * matmul_flops(bt, d, d),
+        attn_scores=passes * heads * matmul_flops(seq_len, hd, seq_len),
+        attn_values=passes * heads * matmul_flops(seq_len, seq_len, hd),
+        out_proj=passes * matmul_flops(bt, d, d),
+        ff_up=passes * matmul_flops(bt, d, 4 * d),
+        ff_down=passes * matmul_flops(bt, 4 * d, d),
+        lm_head=passes * matmul_flops(bt, d, cfg.vocab_size),
+    )
+
+
+def calculate_flops(model: torch.nn.Module | None, config: ConfigLike | None = None) -> int:
+    """FLOPs of one forward + backward pass of one full-length sequence (the SPEC's call).
+
+    ``config`` defaults to ``model.config``. The count depends only on the shapes, so the
+    model itself is not run.
+    """
+    if config is None:
+        config = getattr(model, "config", None)
+        if config is None:
+            raise ValueError("Pass the model's config: calculate_flops(model, config).")
+    return count_flops(config, batch_size=1, training=True).total
+
+
+# ------------------------------------------------------------------ the rules of thumb
+
+
+def n_params(config: ConfigLike, which: str = "no_position") -> int:
+    """The parameter count N, in the four senses the literature uses (tied head counted once).
+
+    ``"all"``            every parameter (what ``GPT(config).num_parameters()`` returns).
+    ``"no_position"``    all but the position embeddings: nanoGPT's ``get_num_params()``.
+                         The right N for 6N in a weight-tied GPT: the token embedding *is*
+                         the LM head's matrix, which does 2·d·V FLOPs per token; a position
+                         embedding is only looked up.
+    ``"non_embedding"``  without token and position embeddings: Kaplan et al. (2020)'s N.
+                         It leaves out the LM head's matmul, a third of GPT-2 small's FLOPs.
+    ``"matmul"``         only the weight matrices that multiply activations: 12·L·d² + d·V.
+                         With this N, ``6N + 12·L·d·T`` is exact (`flops_per_token_palm`).
+    """
+    cfg = _config(config)
+    d, layers, v = cfg.emb_dim, cfg.n_layers, cfg.vocab_size
+    matmul = layers * 12 * d * d + d * v
+    # per block: biases of QKV (3d, when qkv_bias), out_proj (d), ff up (4d), ff down (d);
+    # two layer norms (2·2d); then the final layer norm (2d)
+    small = layers * ((3 * d if cfg.qkv_bias else 0) + d + 4 * d + d + 4 * d) + 2 * d
+    counts = {
+        "matmul": matmul,
+        "non_embedding": matmul - d * v + small,
+        "no_position": matmul + small,
+        "all": matmul + small + cfg.context_length * d,
+    }
+    if which not in counts:
+        raise ValueError(f"Unknown parameter count {which!r}; choose one of {sorted(counts)}.")
+    return counts[which]
+
+
+def flops_per_token_6n(config: ConfigLike, which: str = "no_position") -> int:
+    """Training FLOPs per token by the 6N rule (Kaplan et al. 2020, section 2.1).
+
+    Each parameter is in one multiply-add (2 FLOPs) per token forward, and twice that
+    backward: 2N + 4N. It ignores attention's T×T work, so it undercounts more as the
+    context grows; see `n_params` for which N to use (nanoGPT's, the default).
+    """
+    return 6 * n_params(config, which)
+
+
+def flops_per_token_palm(config: ConfigLike, seq_len: int | None = None, which: str = "matmul") -> int:
+    """Training FLOPs per token as ``6N + 12·L·H·Q·T`` (PaLM, Chowdhery et al. 2022, appendix B).
+
+    L layers, H heads of Q dimensions (H·Q = d), T tokens of context: the second term is the
+    attention matrix, 4·T·d per layer forward (scores and weights·V), ×3 for training.
+    nanoGPT's ``estimate_mfu`` uses it with its N (``which="no_position"``). With
+    ``which="matmul"`` (the default) it equals ``count_flops(...).per_token`` exactly.
+    """
+    cfg = _config(config)
+    t = cfg.context_length if seq_len is None else seq_len
+    return 6 * n_params(cfg, which) + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * t
+
+
+def causal_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> int:
+    """The FLOPs a causal GPT *needs*: `count_flops` with the masked half of attention removed.
+
+    Under a causal mask, token t attends to t + 1 positions, so of the T×T scores only
+    T·(T+1)/2 matter (and the same entries of weights·V). Kernels that skip the masked
+    blocks (FlashAttention) do about this much work; the explicit path computes all T².
+    """
+    count = count_flops(config, batch_size, seq_len, training)
+    t = count.seq_len
+    full_attention = count.attention_matrix
+    useful_attention = full_attention * (t + 1) // (2 * t)  # exact: full ∝ T², useful ∝ T(T+1)/2
+    return count.total - full_attention + useful_attention
+
+
+# ------------------------------------------------------------ checking against PyTorch
+
+
+def _cpu_sdpa_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    # The model's backward: 2× forward, as for every matmul. (PyTorch's formula for the GPU
+    # flash kernels counts 5 matmuls, 2.5×, because those kernels recompute the scores.)
+    return 2 * _cpu_sdpa_forward(query_shape, key_shape, value_shape)
+
+
+def cpu_sdpa_flop_formulas() -> dict[Any, Any]:
+    """Flop formulas for the CPU attention kernel, for ``FlopCounterMode(custom_mapping=...)``.
+
+    Forward: the two matmuls of attention, T×T in full (as PyTorch counts its GPU kernels).
+    Backward: twice that.
+    """
+    aten = torch.ops.aten
+    formulas: dict[Any, Any] = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        formulas[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_forward
+        formulas[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward
+    return formulas
+
+
+@contextlib.contextmanager
+def _without_input_check(model: torch.nn.Module) -> Iterator[None]:
+    # GPT.forward checks token ids by value; meta tensors have shapes but no values.
+    had = "check_input" in vars(model)
+    old = vars(model).get("check_input")
+    model.check_input = lambda idx: None
+    try:
+        yield
+    finally:
+        if had:
+            model.check_input = old
+        else:
+            del model.check_input
+
+
+def flop_counter_flops(
+    model: torch.nn.Module,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    training: bool = True,
+    count_cpu_sdpa: bool = False,
+    by_operator: bool = False,
+) -> int | dict[str, int]:
+    """Run one pass of `model` under `FlopCounterMode` and return the FLOPs it counted.
+
+    Works on any device, including ``meta`` (shapes only: GPT-2 XL is counted in a
+    moment, with no memory). ``training=True`` adds a cross-entropy loss and the backward
+    pass. ``count_cpu_sdpa=True`` registers formulas for the CPU attention kernel, which
+    `FlopCounterMode` does not count otherwise. ``by_operator=True`` returns FLOPs per
+    aten operator (``{"aten.mm": ..., "aten.addmm": ..., "aten.bmm": ...}``).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg: GPTConfig = model.config
+    seq_len = cfg.context_length if seq_len is None else seq_len
+    param = next(model.parameters())
+    idx = torch.zeros(batch_size, seq_len, dtype=torch.long, device=param.device)
+    mapping = cpu_sdpa_flop_formulas() if count_cpu_sdpa else None
+    context = _without_input_check(model) if param.device.type == "meta" else contextlib.nullcontext()
+    with context, FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        if training:
+            logits = model(idx)
+            loss = F.cross_entropy(logits.flatten(0, 1), idx.flatten())
+            loss.backward()
+        else:
+            with torch.no_grad():
+                model(idx)
+    if training:
+        model.zero_grad(set_to_none=True)
+    if by_operator:
+        return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    return counter.get_total_flops()
+
+
+def meta_model(config: ConfigLike, attention: str = "manual") -> torch.nn.Module:
+    """A `GPT` on the meta device: real shapes, no memory, no values (for counting FLOPs)."""
+    from .model import GPT
+
+    with torch.device("meta"):
+        return GPT(_config(config), attention=attention)
+
+
+def field_names() -> list[str]:
+    """The per-component fields of `FlopCount`, in order."""
+    return [f.name for f in dataclasses.fields(FlopCount) if f.name in COMPONENTS]
