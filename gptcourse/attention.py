@@ -1,7 +1,8 @@
 """The attention modules the course builds, from one head to PyTorch's fused kernel.
 
 Every module here maps ``x`` of shape (batch, tokens, d_in) to (batch, tokens, d_out)
-and is causal: token t attends to tokens 0..t only. The multi-head modules share
+and is causal: token t attends to tokens 0..t only (except chapter 3's two warm-ups,
+`SelfAttentionV1` and `SelfAttentionV2`, where every token sees every other). The multi-head modules share
 parameter names (``W_query``, ``W_key``, ``W_value``, ``out_proj``), so one's
 ``state_dict`` loads into another and they compute the same function.
 """
@@ -28,6 +29,59 @@ def _check_length(num_tokens: int, context_length: int) -> None:
             f"The input has {num_tokens} tokens but the causal mask covers context_length={context_length}. "
             "Crop the input or build the module with a larger context_length."
         )
+
+
+class SelfAttentionV1(nn.Module):
+    """Scaled dot-product self-attention with the weight matrices as bare parameters (chapter 3).
+
+    Not causal: every token attends to every token. ``x @ W`` with W of shape (d_in, d_out),
+    exactly as the formula reads; `SelfAttentionV2` does the same with `nn.Linear`.
+    """
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        queries = x @ self.W_query  # (..., T, d_out)
+        keys = x @ self.W_key
+        values = x @ self.W_value
+        scores = queries @ keys.transpose(-2, -1)  # (..., T, T)
+        weights = torch.softmax(scores / math.sqrt(keys.shape[-1]), dim=-1)
+        return weights @ values  # (..., T, d_out)
+
+
+class SelfAttentionV2(nn.Module):
+    """`SelfAttentionV1` with `nn.Linear` layers: a better initialisation, and optional biases (chapter 3).
+
+    `nn.Linear` stores its weight transposed, (d_out, d_in), and computes ``x @ weight.T``;
+    `load_into_v1` copies the weights so that both modules compute the same function.
+    """
+
+    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False):
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        queries = self.W_query(x)  # (..., T, d_out)
+        keys = self.W_key(x)
+        values = self.W_value(x)
+        scores = queries @ keys.transpose(-2, -1)  # (..., T, T)
+        weights = torch.softmax(scores / math.sqrt(keys.shape[-1]), dim=-1)
+        return weights @ values  # (..., T, d_out)
+
+    @torch.no_grad()
+    def load_into_v1(self, v1: SelfAttentionV1) -> SelfAttentionV1:
+        """Copy these weights into a `SelfAttentionV1` (transposed; V1 has no biases)."""
+        if self.W_query.bias is not None:
+            raise ValueError("SelfAttentionV1 has no biases; build SelfAttentionV2 with qkv_bias=False.")
+        for name in ("W_query", "W_key", "W_value"):
+            getattr(v1, name).copy_(getattr(self, name).weight.T)
+        return v1
 
 
 class CausalAttention(nn.Module):
