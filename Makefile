@@ -2,6 +2,8 @@
 #   make book     build the book into _build/html (runs every notebook, with a cache)
 #   make test     lint, unit tests, every notebook under nbval, the book with warnings as errors
 #   make bench    our GPT against Hugging Face's GPT-2: training tokens/s on this machine
+#   make student  the student edition into student/: the chapters with the solutions taken out
+#   make browser  the built book (make book) in a real browser, offline (Chromium, Playwright)
 
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -9,9 +11,16 @@ STAMP  := $(VENV)/.setup-done
 # -W: warnings are errors; -n: nitpicky (every cross-reference must resolve).
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book test lint unit nbval bench clean
+.PHONY: setup book test lint unit nbval bench clean student browser
 
-setup: $(STAMP)
+# RequireJS and the ipywidgets embedder, served by the book itself so that pages with widgets
+# need no CDN (tools/book_extension.py adds them to those pages). From the npm registry.
+WIDGETS_JS := $(VENV)/share/build-a-gpt/widgets
+# System packages (Chromium for `make browser`, npm) come from apt, as root or through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup: $(STAMP) $(WIDGETS_JS)/embed-amd.js
+	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 # The CPU build of PyTorch first (torch==2.13.0 resolves to a local wheel here); a bare
 # `torch` requirement with no torch installed would pull several GB of CUDA packages.
@@ -22,6 +31,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m pip install -q -r requirements.txt
 	@touch $(STAMP)
 
+$(WIDGETS_JS)/embed-amd.js:
+	@command -v npm >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y npm)
+	rm -rf $(WIDGETS_JS) && mkdir -p $(WIDGETS_JS)
+	cd $(WIDGETS_JS) && npm pack --silent @jupyter-widgets/html-manager@1.0.15 requirejs@2.3.8 >/dev/null \
+		&& tar xzf requirejs-2.3.8.tgz --strip-components=1 package/require.js \
+		&& tar xzf jupyter-widgets-html-manager-1.0.15.tgz --strip-components=2 package/dist \
+		&& rm -f *.tgz embed.js embed.js.map libembed-amd.js
+
 book: setup
 	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
 
@@ -29,7 +46,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 unit: setup
-	$(VENV)/bin/pytest tests -n auto -q
+	$(VENV)/bin/pytest tests -n auto -q --ignore=tests/test_browser.py
 
 # --dist loadfile keeps each notebook's cells on one worker (plain `load` scatters them).
 # One thread per kernel: two workers share the two cores instead of fighting over them.
@@ -37,7 +54,14 @@ nbval: setup
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest notebooks --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=300 -n auto --dist loadfile -q
 
-test: lint unit nbval book
+test: lint unit nbval book browser
+
+# Needs the built book: `make book` first (make test does).
+browser: setup
+	$(VENV)/bin/pytest tests/test_browser.py -q
+
+student: setup
+	$(PYTHON) tools/student_edition.py --out student
 
 bench: setup
 	$(PYTHON) -m gptcourse.bench

@@ -624,3 +624,187 @@ def plot_roofline(peak: float, bandwidth: float, squares: dict[int, tuple[float,
     ax.set_title(title or "Roofline")
     ax.legend(fontsize=7, loc="lower right")
     return fig
+
+
+# ---- chapter 6: GPT
+
+
+def plot_param_breakdown(names: list[str], parts: dict[str, list[int]]) -> Figure:
+    """Stacked bars: where each model's parameters are (in millions), with the total written at the end.
+
+    `parts[part][i]` is the number of parameters of `part` in model `names[i]`.
+    """
+    fig, ax = plt.subplots(figsize=(8.0, 0.7 * len(names) + 1.8))
+    left = [0.0] * len(names)
+    for i, (part, counts) in enumerate(parts.items()):
+        millions = [c / 1e6 for c in counts]
+        ax.barh(names, millions, left=left, color=COLORS[i % len(COLORS)], label=part)
+        left = [a + b for a, b in zip(left, millions)]
+    for y, total in enumerate(left):
+        ax.text(total, y, f"  {total:,.0f}M", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(left) * 1.15)
+    ax.set_xlabel("parameters (millions)")
+    ax.set_title("Where the parameters are")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=9)
+    ax.grid(axis="y", visible=False)
+    return fig
+
+
+def plot_training_memory(names: list[str], memory_gb: dict[str, list[float]], limits: dict[str, float] | None = None) -> Figure:
+    """Grouped bars of memory (GB) per model and regime, with horizontal lines for device memory sizes."""
+    import numpy as np
+
+    n = len(memory_gb)
+    width = 0.8 / n
+    pos = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    for i, (regime, values) in enumerate(memory_gb.items()):
+        ax.bar(pos + (i - (n - 1) / 2) * width, values, width, color=COLORS[i % len(COLORS)], label=regime)
+    for j, (label, gb) in enumerate((limits or {}).items()):
+        ax.axhline(gb, color="black", ls=["--", ":", "-."][j % 3], lw=1)
+        ax.text(-0.45, gb, label, va="bottom", ha="left", fontsize=9)
+    ax.set_xticks(pos, names)
+    ax.set_ylabel("memory (GB, 10^9 bytes)")
+    ax.set_title("Memory for weights, gradients and optimizer states (activations not included)")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.92), fontsize=9)
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+def plot_next_token_probs(words: list[str], probs: dict[str, list[float]]) -> Figure:
+    """Grouped bars: a next-token distribution over a few words, one colour per setting (e.g. temperature)."""
+    import numpy as np
+
+    n = len(probs)
+    width = 0.8 / n
+    pos = np.arange(len(words))
+    fig, ax = plt.subplots(figsize=(8.0, 4.0))
+    for i, (label, p) in enumerate(probs.items()):
+        p = np.asarray(p.detach().cpu() if hasattr(p, "detach") else p, dtype=float)
+        ax.bar(pos + (i - (n - 1) / 2) * width, p, width, color=COLORS[i % len(COLORS)], label=label)
+    ax.set_xticks(pos, words)
+    ax.set_xlabel("next token")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1)
+    ax.set_title("The same logits, different sampling settings")
+    ax.legend()
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+# ---- chapter 7: training
+
+
+def _history_dict(history) -> dict:
+    return history.to_dict() if hasattr(history, "to_dict") else dict(history)
+
+
+def plot_losses(history, baseline: float | None = None, title: str = "Training and validation loss") -> Figure:
+    """Loss against optimizer steps (bottom axis) and tokens seen (top axis).
+
+    `history` is a `gptcourse.train.History` (or its `to_dict()`): the faint line is every
+    step's batch loss, the markers the evaluations. `baseline` draws a dashed line, e.g.
+    the loss of a uniform guess, ln(vocabulary size).
+    """
+    h = _history_dict(history)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    if h.get("step_loss"):
+        ax.plot(range(1, len(h["step_loss"]) + 1), h["step_loss"], color=COLORS[0], alpha=0.25, lw=1, label="batch loss (each step)")
+    ax.plot(h["step"], h["train_loss"], "o-", color=COLORS[0], ms=4, label="training loss")
+    if any(not math.isnan(v) for v in h["val_loss"]):
+        ax.plot(h["step"], h["val_loss"], "s-", color=COLORS[1], ms=4, label="validation loss")
+    if baseline is not None:
+        ax.axhline(baseline, color=COLORS[7], ls="--", lw=1)
+        ax.text(h["step"][-1], baseline, f"uniform guess: {baseline:.2f}", ha="right", va="bottom", fontsize=9)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss (nats)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.9))
+    steps, tokens = h["step"][-1], h["tokens_seen"][-1]
+    if steps > 0 and tokens > 0:
+        per_step = tokens / steps
+        top = ax.secondary_xaxis("top", functions=(lambda s: s * per_step / 1000, lambda t: t * 1000 / per_step))
+        top.set_xlabel("tokens seen (thousands)")
+    return fig
+
+
+def plot_lr_schedule(steps: list[int], lrs: list[float], warmup_steps: int | None = None, title: str = "Learning rate: linear warm-up, then cosine decay") -> Figure:
+    """The learning rate of every step, with the end of warm-up marked."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    ax.plot(steps, lrs, color=COLORS[2])
+    if warmup_steps:
+        ax.axvline(warmup_steps, color=COLORS[7], ls=":", lw=1)
+        ax.text(warmup_steps, max(lrs), " end of warm-up", va="top", fontsize=9)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.set_title(title)
+    return fig
+
+
+# ---- chapter 8: pretrained
+
+
+def plot_kv_cache_idea(prompt_tokens: int = 3, new_tokens: int = 4) -> Figure:
+    """What each generation step computes, without and with a KV cache.
+
+    Rows are steps, columns token positions. Without a cache every step runs the model on
+    the whole sequence again; with one, only the newest token is computed, and the keys and
+    values of the earlier ones are read from the cache.
+    """
+    from matplotlib.patches import Patch
+
+    n = prompt_tokens + new_tokens
+    colors = {"computed": COLORS[3], "cached": COLORS[5], "none": "#f2f2f2"}
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 0.55 * new_tokens + 1.8), sharey=True)
+    for ax, cached in zip(axes, (False, True), strict=True):
+        work = 0
+        for step in range(new_tokens):
+            length = prompt_tokens + step  # tokens the model reads at this step
+            for pos in range(n):
+                if pos >= length:
+                    kind = "none"
+                elif cached and step > 0 and pos < length - 1:
+                    kind = "cached"
+                else:
+                    kind = "computed"
+                work += kind == "computed"
+                ax.add_patch(plt.Rectangle((pos, -step - 0.45), 0.92, 0.9, color=colors[kind]))
+            ax.text(n + 0.1, -step, f"predicts token {length + 1}", va="center", fontsize=8)
+        ax.set_xlim(-0.1, n + 2.2)
+        ax.set_ylim(-new_tokens + 0.4, 0.6)
+        ax.set_xticks([p + 0.46 for p in range(n)], [str(p + 1) for p in range(n)])
+        ax.set_yticks([-s for s in range(new_tokens)], [f"step {s + 1}" for s in range(new_tokens)])
+        ax.set_xlabel("token position")
+        ax.grid(False)
+        ax.set_title(f"{'With' if cached else 'Without'} a KV cache: {work} token computations")
+    fig.legend(
+        handles=[Patch(color=colors["computed"], label="run through every layer"), Patch(color=colors["cached"], label="keys and values read from the cache")],
+        loc="lower center",
+        ncol=2,
+        bbox_to_anchor=(0.5, -0.02),
+    )
+    fig.subplots_adjust(bottom=0.25)
+    return fig
+
+
+def plot_kv_speedup(lengths: list[int], seconds: dict[str, list[float]], title: str = "Generation time, with and without a KV cache") -> Figure:
+    """Left: seconds to generate `lengths` new tokens, per method. Right: the speed-up of the cache."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    for i, (label, ys) in enumerate(seconds.items()):
+        ax.plot(lengths, ys, "o-", color=COLORS[i], label=label)
+    ax.set_xlabel("new tokens generated")
+    ax.set_ylabel("seconds")
+    ax.set_title(title)
+    ax.legend()
+    (slow, slow_s), (fast, fast_s) = list(seconds.items())[:2]
+    ratios = [a / b for a, b in zip(slow_s, fast_s, strict=True)]
+    ax2.plot(lengths, ratios, "o-", color=COLORS[2])
+    ax2.axhline(1.0, color=COLORS[7], lw=1, ls=":")
+    ax2.set_xlabel("new tokens generated")
+    ax2.set_ylabel(f"speed-up ({slow} ÷ {fast})")
+    ax2.set_title("The cache's speed-up grows with the length")
+    ax2.set_ylim(bottom=0)
+    return fig

@@ -1,0 +1,175 @@
+"""The built book (`make book`), read in a real browser with no network: Debian's Chromium,
+driven by Playwright, on the pages served from _build/html over loopback.
+
+Every page in _toc.yml loads, with its title, its figures and its math rendered; a chapter's
+Colab button opens that chapter's notebook in the repository; solutions stay hidden until
+clicked; pages with widgets carry their state and render them; and nothing is fetched from
+anywhere but loopback, with no error in the console. `make browser` runs it (make test does,
+after the book). Chromium comes from Debian (`make setup`), never from `playwright install`.
+"""
+
+import functools
+import http.server
+import os
+import re
+import threading
+import urllib.parse
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+# BOOK_ROOT: test a book built elsewhere (a copy of the sources, built there); the default is this one.
+ROOT = Path(os.environ.get("BOOK_ROOT", Path(__file__).resolve().parents[1]))
+HTML = ROOT / "_build" / "html"
+CHROMIUM = "/usr/bin/chromium"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+PAGES = [TOC["root"]] + [ch["file"] for part in TOC["parts"] for ch in part["chapters"]]
+LOOPBACK = {"127.0.0.1", "localhost"}
+
+# Console errors that are not the book's. Anything else fails the test.
+ALLOWED_ERRORS = {
+    # sphinx-book-theme loads sphinx-thebe's script a second time for its launch buttons; the
+    # second `const THEBE_JS_URL` throws. Thebe is not used (no live kernels), so it is harmless.
+    "Identifier 'THEBE_JS_URL' has already been declared",
+}
+
+
+def expected_title(docname: str) -> str:
+    """The page's first heading, from its source: "# N. Title" of a notebook or a Markdown page."""
+    path = ROOT / f"{docname}.ipynb"
+    if path.exists():
+        meta = nbformat.read(path, as_version=4).metadata["course"]
+        return f"{meta['chapter']}. {meta['title']}"
+    first = next(line for line in (ROOT / f"{docname}.md").read_text().splitlines() if line.startswith("# "))
+    return first[2:].strip()
+
+
+def colab_url(docname: str) -> str:
+    repo = CONFIG["repository"]
+    owner_repo = repo["url"].removeprefix("https://github.com/").strip("/")
+    return f"https://colab.research.google.com/github/{owner_repo}/blob/{repo['branch']}/{docname}.ipynb"
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not (HTML / "index.html").exists():
+        pytest.fail(f"{HTML} has no built book: run `make book` first")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(HTML)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    """A fresh page that may fetch only from loopback; it records what it blocked and every console error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.blocked, page.errors = [], []
+
+    def route(r):
+        if urllib.parse.urlsplit(r.request.url).hostname in LOOPBACK:
+            r.continue_()
+        else:
+            page.blocked.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.on("pageerror", lambda e: page.errors.append(str(e.message)))
+    page.site = site
+    yield page
+    context.close()
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_page(page, docname):
+    response = page.goto(page.site + f"{docname}.html", wait_until="load")
+    assert response.status == 200
+
+    # Title.
+    title = expected_title(docname)
+    assert page.locator("main h1").first.inner_text().strip().rstrip("#").strip() == title
+    assert page.title().startswith(title)
+
+    # Figures: every image loaded and decoded.
+    broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    assert not broken, f"images that did not load: {broken}"
+
+    # Math: every formula typeset by MathJax (served from the book itself).
+    n_math = page.locator("main .math").count()
+    if n_math:
+        page.wait_for_function("Array.from(document.querySelectorAll('main .math')).every(m => m.querySelector('mjx-container'))", timeout=30_000)
+        assert page.locator("main mjx-container").count() >= n_math
+
+    # Launch button: a chapter opens in Colab from the repository.
+    if (ROOT / f"{docname}.ipynb").exists():
+        links = page.eval_on_selector_all("a[href^='https://colab.research.google.com']", "links => links.map(a => a.href)")
+        assert links == [colab_url(docname)]
+
+    # Solutions: closed until clicked.
+    for solution in page.locator(".solution.dropdown").all():
+        body = solution.locator(":scope > :not(.admonition-title)").first
+        assert not body.is_visible(), "a solution shows before it is clicked"
+        solution.locator("button.toggle-button").click()
+        body.wait_for(state="visible", timeout=5_000)
+        assert "BEGIN SOLUTION" not in solution.inner_text()
+
+    # Widgets: their state is on the page, they render, and only such pages load the widget scripts.
+    views = page.locator("script[type='application/vnd.jupyter.widget-view+json']").count()
+    if views:
+        assert page.locator("script[type='application/vnd.jupyter.widget-state+json']").count() == 1
+        page.locator(".jupyter-widgets").first.wait_for(timeout=15_000)
+    else:
+        assert page.locator("script[src*='embed-amd']").count() == 0
+
+    # Offline and clean: nothing requested outside loopback, no console error, and the page has its text.
+    page.wait_for_timeout(300)  # late requests and errors (fonts, widgets)
+    assert not page.blocked, f"requests outside loopback: {page.blocked}"
+    errors = [e for e in page.errors if e not in ALLOWED_ERRORS]
+    assert not errors, f"console errors: {errors}"
+    assert len(page.locator("main").inner_text()) > 200
+
+
+def plain(text: str) -> str:
+    """Text as a reader sees it: no Markdown backticks, straight quotes, single spaces."""
+    return " ".join(text.replace("`", "").replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"').split())
+
+
+def test_instructor_guide_lists_every_chapter(page):
+    """The guide's tables, as rendered, name every chapter, its objectives and its exercises."""
+    page.goto(page.site + "book/instructors.html")
+    text = plain(page.locator("main").inner_text())
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        meta = nb.metadata["course"]
+        assert f"{meta['chapter']}. {meta['title']}" in text
+        exercises = re.findall(r"\{exercise(?:-start)?\}[ \t]*([^\n]*)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+        for item in [*meta["objectives"], *exercises]:
+            if "$" not in item:  # (math renders as MathJax, not as its source)
+                assert plain(item) in text, f"{path.name}: {item!r} is not in the rendered guide"
