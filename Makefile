@@ -20,7 +20,6 @@ WIDGETS_JS := $(VENV)/share/build-a-gpt/widgets
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) $(WIDGETS_JS)/embed-amd.js
-	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 # The CPU build of PyTorch first (torch==2.13.0 resolves to a local wheel here); a bare
 # `torch` requirement with no torch installed would pull several GB of CUDA packages.
@@ -56,8 +55,10 @@ nbval: setup
 
 test: lint unit nbval book browser
 
-# Needs the built book: `make book` first (make test does).
+# Needs the built book: `make book` first (make test does). Debian's Chromium, never a
+# browser downloaded by a test tool.
 browser: setup
+	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 	$(VENV)/bin/pytest tests/test_browser.py -q
 
 student: setup

@@ -23,7 +23,6 @@ kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCou
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -369,8 +368,3 @@ def meta_model(config: ConfigLike, attention: str = "manual") -> torch.nn.Module
 
     with torch.device("meta"):
         return GPT(_config(config), attention=attention)
-
-
-def field_names() -> list[str]:
-    """The per-component fields of `FlopCount`, in order."""
-    return [f.name for f in dataclasses.fields(FlopCount) if f.name in COMPONENTS]
