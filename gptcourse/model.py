@@ -118,6 +118,19 @@ class GPT(nn.Module):
             if name.endswith(("out_proj.weight", "layers.2.weight")):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
+    @classmethod
+    def from_pretrained(cls, name: str = "gpt2", cache_dir: str | None = None, local_files_only: bool = False, attention: str = "sdpa") -> GPT:
+        """OpenAI's GPT-2 weights (`name`: "gpt2", "gpt2-medium", "gpt2-large" or "gpt2-xl").
+
+        Downloads ``model.safetensors`` and ``config.json`` from the Hugging Face hub once
+        (into its cache; ``local_files_only=True`` never touches the network) and loads them
+        with `gptcourse.weights.from_hf_checkpoint` (chapter 8). Offline, the error says what
+        to download and where.
+        """
+        from .weights import from_pretrained  # lazy: weights.py imports this module
+
+        return from_pretrained(name, cache_dir=cache_dir, local_files_only=local_files_only, attention=attention)
+
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -198,8 +211,8 @@ class GPT(nn.Module):
         ``use_cache=True`` keeps every layer's keys and values in a `KVCache`, so each step
         runs the model on the one new token instead of the whole sequence (chapter 8). It
         picks the same tokens as ``use_cache=False`` (tests/test_kv_cache.py checks greedy and
-        seeded sampling, both attention modules, batches, and past the context); only the
-        order of floating-point additions differs, by ~1e-6 in the logits. Past the context
+        seeded sampling, both attention modules, batches, and past the context): the logits
+        differ only in their last bits, from adding the same numbers in another order. Past the context
         length every token's position shifts by one each step, which makes cached keys stale,
         so from there on each step recomputes the last `context_length` tokens, as without a cache.
         """

@@ -716,12 +716,12 @@ def plot_losses(history, baseline: float | None = None, title: str = "Training a
         ax.plot(h["step"], h["val_loss"], "s-", color=COLORS[1], ms=4, label="validation loss")
     if baseline is not None:
         ax.axhline(baseline, color=COLORS[7], ls="--", lw=1)
-        ax.text(h["step"][-1], baseline, f"uniform guess: {baseline:.2f}", ha="right", va="bottom", fontsize=9)
+        ax.annotate(f"uniform guess: {baseline:.2f}", (1, baseline), xycoords=("axes fraction", "data"), xytext=(-4, -3), textcoords="offset points", ha="right", va="top", fontsize=9)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy loss (nats)")
     ax.set_ylim(bottom=0)
     ax.set_title(title)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.9))
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.87))
     steps, tokens = h["step"][-1], h["tokens_seen"][-1]
     if steps > 0 and tokens > 0:
         per_step = tokens / steps
@@ -758,7 +758,7 @@ def plot_kv_cache_idea(prompt_tokens: int = 3, new_tokens: int = 4) -> Figure:
 
     n = prompt_tokens + new_tokens
     colors = {"computed": COLORS[3], "cached": COLORS[5], "none": "#f2f2f2"}
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 0.55 * new_tokens + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 0.55 * new_tokens + 2.0), sharey=True, layout="constrained")
     for ax, cached in zip(axes, (False, True), strict=True):
         work = 0
         for step in range(new_tokens):
@@ -780,13 +780,8 @@ def plot_kv_cache_idea(prompt_tokens: int = 3, new_tokens: int = 4) -> Figure:
         ax.set_xlabel("token position")
         ax.grid(False)
         ax.set_title(f"{'With' if cached else 'Without'} a KV cache: {work} token computations")
-    fig.legend(
-        handles=[Patch(color=colors["computed"], label="run through every layer"), Patch(color=colors["cached"], label="keys and values read from the cache")],
-        loc="lower center",
-        ncol=2,
-        bbox_to_anchor=(0.5, -0.02),
-    )
-    fig.subplots_adjust(bottom=0.25)
+    handles = [Patch(color=colors["computed"], label="run through every layer"), Patch(color=colors["cached"], label="keys and values read from the cache")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2)
     return fig
 
 

@@ -1,0 +1,386 @@
+"""The training loop (chapter 7): AdamW, warm-up and cosine decay, clipping, mixed precision.
+
+    model = GPT("gpt-nano")
+    history = train(model, train_loader, val_loader, TrainConfig(max_steps=200))
+
+One optimizer step: for each of ``grad_accum_steps`` micro-batches, compute the loss
+(under autocast when the device computes faster in 16 bits) and add its gradient; then
+clip the gradients' global norm, set the learning rate for this step, and let AdamW
+update the weights. Every ``eval_every`` steps the loss is measured on training and
+validation batches, and a sample of text is generated, so that a `History` of the run
+can be drawn (`gptcourse.plots.plot_losses`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .device import autocast, autocast_dtype, needs_grad_scaler
+
+
+@dataclass
+class TrainConfig:
+    """The knobs of the training loop. Steps are optimizer steps."""
+
+    max_steps: int = 1000
+    lr: float = 6e-4  # the peak learning rate, reached at the end of warm-up
+    min_lr: float = 6e-5  # where the cosine decay ends: a tenth of the peak, as for GPT-3
+    warmup_steps: int | None = None  # linear warm-up (Adam's first updates are large and noisy); None: a tenth of max_steps
+    weight_decay: float = 0.1  # on the matrices and embeddings only, never on biases or LayerNorm
+    betas: tuple[float, float] = (0.9, 0.95)  # 0.95 rather than PyTorch's 0.999: steadier for transformers
+    grad_clip: float | None = 1.0  # the largest global gradient norm; None to not clip
+    grad_accum_steps: int = 1  # micro-batches per step: the batch is grad_accum_steps × the loader's
+    eval_every: int = 100  # steps between evaluations (there is always one before the first step and one after the last)
+    eval_batches: int | None = 20  # batches per evaluation; None: the whole loader
+    sample_every: int | None = None  # steps between text samples; None: at every evaluation; 0: never
+    sample_prompt: str = "The"
+    sample_tokens: int = 30
+    sample_temperature: float = 0.8
+    sample_top_k: int | None = 40
+    checkpoint_dir: str | Path | None = None  # where to save (and resume from); None: no checkpoints
+    checkpoint_every: int | None = None  # steps between checkpoints; None: only at the end
+    dtype: torch.dtype | None = None  # None: the device's choice (bf16 where native, fp16 on other GPUs, fp32 on CPU)
+    progress: bool = True  # a tqdm progress bar
+    log: bool = True  # print one line per evaluation
+    seed: int = 123  # for the text samples
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum_steps", "eval_every", "sample_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+        for name in ("eval_batches", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"TrainConfig.{name} must be a positive int or None, got {value!r}.")
+        if self.sample_every is not None and (not isinstance(self.sample_every, int) or self.sample_every < 0):
+            raise ValueError(f"TrainConfig.sample_every must be an int >= 0 (0: never) or None, got {self.sample_every!r}.")
+        if self.warmup_steps is None:
+            self.warmup_steps = self.max_steps // 10
+        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps <= self.max_steps:
+            raise ValueError(f"warmup_steps must be an int in [0, max_steps={self.max_steps}], got {self.warmup_steps!r}.")
+        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"Need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}.")
+        if self.dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {self.dtype}.")
+
+
+@dataclass
+class History:
+    """What a run measured. The first six lists have one entry per evaluation."""
+
+    step: list[int] = field(default_factory=list)  # optimizer steps done
+    tokens_seen: list[int] = field(default_factory=list)  # training tokens processed so far
+    train_loss: list[float] = field(default_factory=list)  # mean loss over eval_batches training batches
+    val_loss: list[float] = field(default_factory=list)  # the same on validation batches (nan without them)
+    lr: list[float] = field(default_factory=list)  # the learning rate of the last step
+    tokens_per_second: list[float] = field(default_factory=list)  # training speed since the previous evaluation
+    step_loss: list[float] = field(default_factory=list)  # the loss of every step's batch (noisy)
+    grad_norm: list[float] = field(default_factory=list)  # every step's gradient norm, before clipping
+    samples: list[tuple[int, str]] = field(default_factory=list)  # (step, generated text)
+
+    def to_dict(self) -> dict[str, list]:
+        return dataclasses.asdict(self)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """The learning rate of step `step` (from 0): linear warm-up, then cosine decay to min_lr."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))  # 0 → 1
+    return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - config.min_lr)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups for AdamW: matrices and embeddings decay; biases and LayerNorm parameters do not.
+
+    Weight decay pulls weights towards 0. That regularises a matrix, but a bias or a
+    LayerNorm scale is a single offset or gain per feature, and shrinking it only hurts.
+    The rule "decay the parameters with 2 or more dimensions" picks exactly the matrices.
+    """
+    decay, no_decay = [], []
+    for param in model.parameters():  # the tied head is the token embedding: listed once
+        if param.requires_grad:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device | str = "cpu") -> torch.optim.AdamW:
+    """AdamW with weight decay on the 2-D weights only (see `param_groups`)."""
+    fused = torch.device(device).type == "cuda"  # one kernel for all parameters: faster on a GPU
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=fused or None)
+
+
+def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the next-token predictions: every position of every sequence."""
+    logits = model(inputs)  # (B, T, vocab)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B·T, vocab) against (B·T,); fp32 under autocast
+
+
+def _check_loader(loader: DataLoader, name: str) -> None:
+    try:
+        n = len(loader)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a DataLoader (or any iterable with a length) of (inputs, targets) batches.") from err
+    if n == 0:
+        dataset = getattr(loader, "dataset", None)
+        windows = f"{len(dataset)} windows" if dataset is not None else "too few windows"
+        raise ValueError(
+            f"{name} yields no batches: its dataset has {windows} and batch_size={getattr(loader, 'batch_size', '?')}, "
+            "and drop_last drops an incomplete batch. Use more text, a smaller batch_size or max_length, or drop_last=False."
+        )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, max_batches: int | None = None, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> float:
+    """The mean loss over the first `max_batches` batches of `loader` (all of them when None).
+
+    The model runs in eval mode (no dropout) and is put back in the mode it was in. The
+    loader's random generator is restored afterwards, so that evaluating never changes
+    which batches training sees next.
+    """
+    _check_loader(loader, "The loader")
+    if max_batches is not None and (not isinstance(max_batches, int) or max_batches <= 0):
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}.")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = dtype or autocast_dtype(device)
+    generator = getattr(loader, "generator", None)
+    saved = generator.get_state() if generator is not None else None
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    try:
+        for inputs, targets in loader:
+            if max_batches is not None and n >= max_batches:
+                break
+            with autocast(device, dtype):
+                total += batch_loss(model, inputs.to(device), targets.to(device)).item()
+            n += 1
+    finally:
+        model.train(was_training)
+        if generator is not None:
+            generator.set_state(saved)
+    return total / n
+
+
+class _Batches:
+    """Batches from a loader forever, epoch after epoch, with a position that can be saved.
+
+    The position is the loader's generator state when the epoch began and the number of
+    batches taken since: enough to draw the same shuffled order again and skip to the spot.
+    """
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+        self.generator = getattr(loader, "generator", None)
+        self.iterator = None
+        self.epoch_start = None
+        self.taken = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.iterator is not None:
+            batch = next(self.iterator, None)
+            if batch is not None:
+                self.taken += 1
+                return batch
+        self.epoch_start = self.generator.get_state() if self.generator is not None else None
+        self.iterator, self.taken = iter(self.loader), 1
+        return next(self.iterator)
+
+    def state(self) -> dict:
+        return {"epoch_start": self.epoch_start, "taken": self.taken}
+
+    def restore(self, state: dict) -> None:
+        # Without a generator, a shuffled loader draws a new order: only an unshuffled one resumes exactly.
+        if state["epoch_start"] is not None and self.generator is not None:
+            self.generator.set_state(state["epoch_start"])
+        self.epoch_start = state["epoch_start"]
+        self.iterator = iter(self.loader)
+        for _ in range(state["taken"]):  # cheap: our dataset's batches are slices of one tensor
+            next(self.iterator)
+        self.taken = state["taken"]
+
+
+MODEL_FILE, TRAINER_FILE = "model.safetensors", "trainer.pt"
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    step: int,
+    history: History,
+    data_state: dict | None = None,
+    tokens_seen: int = 0,
+) -> Path:
+    """Weights to ``model.safetensors``; optimizer, scaler, step, history and RNG states to ``trainer.pt``.
+
+    ``trainer.pt`` holds only tensors, numbers, strings and lists/dicts of them, so it
+    loads with ``torch.load(weights_only=True)``: no pickled code. Each file is written
+    under a temporary name, then renamed, so an interrupted save leaves the old one intact.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "history": history.to_dict(),
+        "data": data_state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    tmp_model, tmp_trainer = directory / f".{MODEL_FILE}.tmp", directory / f".{TRAINER_FILE}.tmp"
+    save_model(model, str(tmp_model))  # the tied head shares the embedding's tensor: saved once
+    torch.save(state, tmp_trainer)
+    os.replace(tmp_model, directory / MODEL_FILE)
+    os.replace(tmp_trainer, directory / TRAINER_FILE)
+    return directory
+
+
+def load_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None) -> dict:
+    """Load the weights into `model` (and the states into `optimizer`, `scaler`); return the trainer state."""
+    directory = Path(directory)
+    for name in (MODEL_FILE, TRAINER_FILE):
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"No {name} in {directory}: not a checkpoint written by gptcourse.train.")
+    device = next(model.parameters()).device
+    load_model(model, str(directory / MODEL_FILE), device=str(device))  # strict: a mismatch names the tensors
+    # The optimizer moves its state to the parameters' device itself; RNG states must stay on the CPU.
+    state = torch.load(directory / TRAINER_FILE, weights_only=True, map_location="cpu")
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None:
+        scaler.load_state_dict(state["scaler"])
+    return state
+
+
+def train(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None = None,
+    config: TrainConfig | None = None,
+    device: torch.device | str | None = None,
+    resume: bool = False,
+) -> History:
+    """Train `model` on `train_loader` for ``config.max_steps`` steps; return the `History`.
+
+    With ``resume=True`` and a checkpoint in ``config.checkpoint_dir``, training continues
+    where that checkpoint stopped: same weights, optimizer moments, data position and random
+    state, so the result is the same as that of one uninterrupted run.
+    """
+    cfg = config or TrainConfig()
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}.")
+    _check_loader(train_loader, "train_loader")
+    if val_loader is not None:
+        _check_loader(val_loader, "val_loader")
+    if resume and cfg.checkpoint_dir is None:
+        raise ValueError("resume=True needs config.checkpoint_dir: the directory to resume from.")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    dtype = cfg.dtype or autocast_dtype(device)
+    sample_every = cfg.eval_every if cfg.sample_every is None else cfg.sample_every
+    if sample_every and getattr(getattr(model, "config", None), "vocab_size", 0) < 50257:
+        raise ValueError("Text samples need a GPT with GPT-2's vocabulary; set TrainConfig(sample_every=0) for other models.")
+
+    optimizer = make_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(dtype))  # fp16 only: see chapter 7
+    history, start, tokens_seen, batches = History(), 0, 0, _Batches(train_loader)
+    if resume and (Path(cfg.checkpoint_dir) / TRAINER_FILE).exists():
+        state = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scaler)
+        start, tokens_seen, history = state["step"], state["tokens_seen"], History(**state["history"])
+        history.samples = [tuple(s) for s in history.samples]
+        if state["data"] is not None:
+            batches.restore(state["data"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        if start >= cfg.max_steps:
+            return history
+
+    def measure(step: int, tokens_per_second: float) -> None:
+        train_loss = evaluate(model, train_loader, cfg.eval_batches, device, dtype)
+        val_loss = evaluate(model, val_loader, cfg.eval_batches, device, dtype) if val_loader is not None else math.nan
+        history.step.append(step)
+        history.tokens_seen.append(tokens_seen)
+        history.train_loss.append(train_loss)
+        history.val_loss.append(val_loss)
+        history.lr.append(lr_at(max(step - 1, 0), cfg))
+        history.tokens_per_second.append(tokens_per_second)
+        if cfg.log:
+            tqdm.write(f"step {step:>5} | tokens {tokens_seen:>10,} | train loss {train_loss:6.3f} | val loss {val_loss:6.3f} | lr {history.lr[-1]:.1e}")
+
+    def sample(step: int) -> None:
+        generator = torch.Generator(device).manual_seed(cfg.seed)  # the same draw each time: only the model changes
+        text = model.generate(cfg.sample_prompt, max_new_tokens=cfg.sample_tokens, temperature=cfg.sample_temperature, top_k=cfg.sample_top_k, generator=generator)
+        history.samples.append((step, text))
+
+    if start == 0:
+        measure(0, math.nan)  # before any training: the loss of random weights
+        if sample_every:
+            sample(0)
+    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not cfg.progress, desc="training", unit="step", dynamic_ncols=True)
+    timer, timed_tokens = time.perf_counter(), 0
+    try:
+        for step in range(start, cfg.max_steps):
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = torch.zeros((), device=device)
+            for _ in range(cfg.grad_accum_steps):
+                inputs, targets = (t.to(device, non_blocking=True) for t in batches.next())
+                with autocast(device, dtype):
+                    loss = batch_loss(model, inputs, targets)
+                # Divide, so the accumulated gradient is that of the mean over all micro-batches.
+                scaler.scale(loss / cfg.grad_accum_steps).backward()
+                step_loss += loss.detach() / cfg.grad_accum_steps
+                timed_tokens += targets.numel()
+                tokens_seen += targets.numel()
+            scaler.unscale_(optimizer)  # clip (and report) the true gradients, not fp16's scaled ones
+            max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            scaler.step(optimizer)  # skipped if fp16 gradients overflowed; the scale then shrinks
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+
+            done = step + 1
+            history.step_loss.append(step_loss.item())
+            history.grad_norm.append(grad_norm.item())
+            tokens_per_second = timed_tokens / (time.perf_counter() - timer)
+            bar.set_postfix(loss=f"{history.step_loss[-1]:.3f}", tok_s=f"{tokens_per_second:,.0f}", refresh=False)
+            bar.update(1)
+            last = done == cfg.max_steps
+            do_eval = done % cfg.eval_every == 0 or last
+            do_sample = bool(sample_every) and (done % sample_every == 0 or last)
+            do_save = cfg.checkpoint_dir is not None and (last or bool(cfg.checkpoint_every) and done % cfg.checkpoint_every == 0)
+            if do_eval:
+                measure(done, tokens_per_second)
+            if do_sample:
+                sample(done)
+            if do_save:
+                save_checkpoint(cfg.checkpoint_dir, model, optimizer, scaler, done, history, batches.state(), tokens_seen)
+            if do_eval or do_sample or do_save:
+                timer, timed_tokens = time.perf_counter(), 0  # time training only, not evaluation or sampling
+    finally:
+        bar.close()
+    return history
