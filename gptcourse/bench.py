@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
 from .config import GPTConfig
 from .model import GPT
+from .perf import make_train_step, time_calls
 
 
 def hf_gpt2(cfg: GPTConfig) -> torch.nn.Module:
@@ -39,53 +38,27 @@ def hf_gpt2(cfg: GPTConfig) -> torch.nn.Module:
     )
     hf_cfg._attn_implementation = "sdpa"  # the documented switch; the constructor takes no such argument
     model = GPT2LMHeadModel(hf_cfg)
-    assert model.config._attn_implementation == "sdpa"
+    if model.config._attn_implementation != "sdpa":  # a transformers version that ignored the switch
+        raise RuntimeError(f"transformers built GPT-2 with {model.config._attn_implementation!r} attention, not 'sdpa'.")
     return model
 
 
-def make_train_step(model: torch.nn.Module, logits_of):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step(inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        logits = logits_of(model, inputs)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def time_steps(step, inputs, targets, n_steps: int, device: torch.device) -> float:
-    """Seconds per step, averaged over `n_steps` (synchronised on a GPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(n_steps):
-        step(inputs, targets)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / n_steps
-
-
 def compare(cfg: GPTConfig, batch_size: int, rounds: int, steps_per_round: int, warmup: int, device: torch.device) -> dict[str, float]:
+    """Tokens/s of a training step of each model: the median over alternating rounds."""
     torch.manual_seed(0)
-    ours = GPT(cfg).to(device).train()
-    theirs = hf_gpt2(cfg).to(device).train()
-    steps = {
-        "gptcourse GPT": make_train_step(ours, lambda m, x: m(x)),
-        "transformers GPT-2": make_train_step(theirs, lambda m, x: m(input_ids=x).logits),
-    }
     inputs = torch.randint(0, cfg.vocab_size, (batch_size, cfg.context_length), device=device)
     targets = torch.randint(0, cfg.vocab_size, (batch_size, cfg.context_length), device=device)
+    models = {"gptcourse GPT": GPT(cfg), "transformers GPT-2": hf_gpt2(cfg)}
+    # The same step for both (gptcourse.perf): forward, cross-entropy, backward, AdamW, in fp32.
+    steps = {name: make_train_step(model.to(device).train(), inputs, targets, torch.float32) for name, model in models.items()}
     for step in steps.values():
-        time_steps(step, inputs, targets, warmup, device)
+        time_calls(step, device, repeats=0, warmup=warmup)
     seconds: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(rounds):
         # Alternate which goes first, so neither always runs on a warmer machine.
         order = list(steps) if r % 2 == 0 else list(reversed(steps))
         for name in order:
-            seconds[name].append(time_steps(steps[name], inputs, targets, steps_per_round, device))
+            seconds[name].append(statistics.mean(time_calls(steps[name], device, repeats=steps_per_round, warmup=0)))
     tokens = batch_size * cfg.context_length
     return {name: tokens / statistics.median(s) for name, s in seconds.items()}
 
