@@ -56,17 +56,19 @@ class GPTConfig:
         return dataclasses.replace(PRESETS[name], **overrides)
 
     @classmethod
-    def coerce(cls, config: GPTConfig | Mapping[str, Any]) -> GPTConfig:
-        """Accept a `GPTConfig` or a plain dict with the same keys (the original course's style)."""
+    def coerce(cls, config: GPTConfig | Mapping[str, Any] | str) -> GPTConfig:
+        """Accept a `GPTConfig`, a preset name, or a plain dict with the same keys (the original course's style)."""
         if isinstance(config, GPTConfig):
             return config
+        if isinstance(config, str):
+            return cls.from_preset(config)
         if isinstance(config, Mapping):
             known = {f.name for f in dataclasses.fields(cls)}
             unknown = sorted(set(config) - known)
             if unknown:
                 raise ValueError(f"Unknown config key(s) {unknown}; a GPT config has: {sorted(known)}.")
             return cls(**config)
-        raise TypeError(f"Expected a GPTConfig or a dict, got {type(config).__name__}.")
+        raise TypeError(f"Expected a GPTConfig, a preset name or a dict, got {type(config).__name__}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

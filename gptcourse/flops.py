@@ -46,10 +46,6 @@ COMPONENTS: dict[str, str] = {**LAYER_COMPONENTS, "lm_head": "LM head"}
 ConfigLike = GPTConfig | Mapping[str, Any] | str
 
 
-def _config(config: ConfigLike) -> GPTConfig:
-    return GPTConfig.from_preset(config) if isinstance(config, str) else GPTConfig.coerce(config)
-
-
 def matmul_flops(m: int, k: int, n: int) -> int:
     """FLOPs of one (m×k)·(k×n) matrix product: m·n outputs, each k multiplies and k adds."""
     return 2 * m * k * n
@@ -172,7 +168,7 @@ def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = N
     convention of PaLM and nanoGPT do, although the causal mask zeroes half of it
     (`causal_flops` counts only the useful half).
     """
-    cfg = _config(config)
+    cfg = GPTConfig.coerce(config)
     seq_len = cfg.context_length if seq_len is None else seq_len
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -225,7 +221,7 @@ def n_params(config: ConfigLike, which: str = "no_position") -> int:
     ``"matmul"``         only the weight matrices that multiply activations: 12·L·d² + d·V.
                          With this N, ``6N + 12·L·d·T`` is exact (`flops_per_token_palm`).
     """
-    cfg = _config(config)
+    cfg = GPTConfig.coerce(config)
     d, layers, v = cfg.emb_dim, cfg.n_layers, cfg.vocab_size
     matmul = layers * 12 * d * d + d * v
     # per block: biases of QKV (3d, when qkv_bias), out_proj (d), ff up (4d), ff down (d);
@@ -260,7 +256,7 @@ def flops_per_token_palm(config: ConfigLike, seq_len: int | None = None, which: 
     nanoGPT's ``estimate_mfu`` uses it with its N (``which="no_position"``). With
     ``which="matmul"`` (the default) it equals ``count_flops(...).per_token`` exactly.
     """
-    cfg = _config(config)
+    cfg = GPTConfig.coerce(config)
     t = cfg.context_length if seq_len is None else seq_len
     return 6 * n_params(cfg, which) + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * t
 
@@ -367,4 +363,4 @@ def meta_model(config: ConfigLike, attention: str = "manual") -> torch.nn.Module
     from .model import GPT
 
     with torch.device("meta"):
-        return GPT(_config(config), attention=attention)
+        return GPT(GPTConfig.coerce(config), attention=attention)

@@ -99,7 +99,7 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig | Mapping[str, Any] | str, attention: str = "sdpa"):
         super().__init__()
-        cfg = GPTConfig.from_preset(config) if isinstance(config, str) else GPTConfig.coerce(config)
+        cfg = GPTConfig.coerce(config)
         self.config = cfg
         self.attention = attention
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)

@@ -560,7 +560,7 @@ def _resolve_config(model: torch.nn.Module, config: Any) -> GPTConfig:
         config = getattr(model, "config", None)
         if not isinstance(config, GPTConfig):
             raise ValueError("Pass the model's GPTConfig (or dict, or preset name) as config.")
-    return GPTConfig.from_preset(config) if isinstance(config, str) else GPTConfig.coerce(config)
+    return GPTConfig.coerce(config)
 
 
 # ------------------------------------------------------------------------------ memory
@@ -613,7 +613,7 @@ def estimate_memory(
     The CUDA caching allocator, cuBLAS workspaces and fragmentation add to this; compare
     with ``torch.cuda.max_memory_allocated()`` (`measure_training` reports both).
     """
-    cfg = GPTConfig.from_preset(config) if isinstance(config, str) else GPTConfig.coerce(config)
+    cfg = GPTConfig.coerce(config)
     t = cfg.context_length if seq_len is None else seq_len
     b, d, h, v, layers = batch_size, cfg.emb_dim, cfg.n_heads, cfg.vocab_size, cfg.n_layers
     params = n_params(cfg, "all")

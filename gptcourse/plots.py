@@ -70,38 +70,14 @@ def plot_sliding_window(token_ids: list[int], tokens: list[str], max_length: int
 
 
 def plot_head_heatmaps(weights, tokens: list[str], head_names: list[str] | None = None, title: str | None = None, ncols: int = 4) -> Figure:
-    """One attention heatmap per head, side by side.
+    """One attention heatmap per head, in a grid of `ncols` columns (`plot_attention` draws them).
 
     `weights` has shape (heads, T, T) (a tensor or an array): row t holds how much token t
     (the query) attends to each token (the keys). Every panel uses the same colour scale, 0 to 1.
     """
-    import numpy as np
-
-    w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=float)
-    n_heads, num_tokens, _ = w.shape
-    names = head_names or [f"head {h}" for h in range(n_heads)]
-    ncols = min(ncols, n_heads)
-    nrows = -(-n_heads // ncols)
-    side = max(2.6, 0.28 * num_tokens + 1.0)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols + 0.8, side * nrows + 0.6), squeeze=False, layout="constrained")
-    labels = [t.replace("\n", "⏎") for t in tokens]
-    image = None
-    for h, ax in enumerate(axes.flat):
-        if h >= n_heads:
-            ax.set_visible(False)
-            continue
-        image = ax.imshow(w[h], vmin=0.0, vmax=1.0, cmap="viridis")
-        ax.set_title(names[h], fontsize=10)
-        ax.set_xticks(range(num_tokens), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(num_tokens), labels if h % ncols == 0 else [], fontsize=7)
-        ax.grid(False)
-        if h // ncols == nrows - 1:
-            ax.set_xlabel("key (token attended to)", fontsize=9)
-        if h % ncols == 0:
-            ax.set_ylabel("query (token attending)", fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
-    fig.suptitle(title or "Attention weights, one panel per head", fontweight="bold")
-    return fig
+    heads = list(torch.as_tensor(weights))
+    names = head_names or [f"head {h}" for h in range(len(heads))]
+    return plot_attention(heads, tokens, names, annotate=False, ncols=ncols, suptitle=title or "Attention weights, one panel per head")
 
 
 def plot_attention_timings(seq_lens: list[int], timings: dict[str, dict[str, list[float]]], device_label: str = "") -> Figure:
@@ -214,28 +190,48 @@ def _tick_label(token: str) -> str:
     return token.replace("\n", "⏎")
 
 
-def plot_attention(weights, tokens: list[str], titles: str | list[str] | None = None, annotate: bool | None = None) -> Figure:
+def plot_attention(
+    weights,
+    tokens: list[str],
+    titles: str | list[str] | None = None,
+    annotate: bool | None = None,
+    ncols: int | None = None,
+    suptitle: str | None = None,
+) -> Figure:
     """Heatmaps of attention weights (queries down, keys across), one per matrix, tokens as ticks.
 
-    `weights` is one (T, T) matrix or a list of them; row i is how much token i attends to each token.
+    `weights` is one (T, T) matrix or a list of them; row i is how much token i attends to each
+    token. The panels stand in one row, or in a grid of `ncols` columns; all share one 0-1 scale.
     """
     mats = [weights] if isinstance(weights, torch.Tensor) and weights.dim() == 2 else list(weights)
     mats = [torch.as_tensor(m).detach().float().cpu() for m in mats]
     titles = [titles] if isinstance(titles, str) else titles or [None] * len(mats)
     num_tokens = mats[0].shape[0]
     annotate = num_tokens <= 8 if annotate is None else annotate
-    side = min(6.5, 1.6 + 0.38 * num_tokens)
-    fig, axes = plt.subplots(1, len(mats), figsize=(side * len(mats) + 1.0, side), squeeze=False, layout="constrained")
+    ncols = min(ncols or len(mats), len(mats))
+    nrows = -(-len(mats) // ncols)
+    # Big panels for one or two matrices; smaller ones in a grid of heads.
+    side = min(6.5, 1.6 + 0.38 * num_tokens) if len(mats) <= 2 else max(2.6, 0.28 * num_tokens + 1.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols + 1.0, side * nrows + 0.4), squeeze=False, layout="constrained")
     labels = [_tick_label(t) for t in tokens]
-    for ax, mat, title in zip(axes[0], mats, titles):
-        image = _heatmap(ax, mat, vmin=0, vmax=1, annotate=annotate)
-        ax.set_xticks(range(num_tokens), labels, rotation=90)
-        ax.set_yticks(range(num_tokens), labels)
-        ax.set_xlabel("key: the token attended to")
-        ax.set_ylabel("query: the token attending")
-        if title:
-            ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=list(axes[0]), label="attention weight", shrink=0.8)
+    small = {"fontsize": 7} if len(mats) > 2 else {}
+    for i, ax in enumerate(axes.flat):
+        if i >= len(mats):
+            ax.set_visible(False)
+            continue
+        image = _heatmap(ax, mats[i], vmin=0, vmax=1, annotate=annotate)
+        first_column, last_row = i % ncols == 0, i // ncols == nrows - 1
+        ax.set_xticks(range(num_tokens), labels, rotation=90, **small)
+        ax.set_yticks(range(num_tokens), labels if first_column or nrows == 1 else [], **small)
+        if last_row:
+            ax.set_xlabel("key: the token attended to")
+        if first_column:
+            ax.set_ylabel("query: the token attending")
+        if titles[i]:
+            ax.set_title(titles[i], fontsize=10)
+    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.8)
+    if suptitle:
+        fig.suptitle(suptitle, fontweight="bold")
     return fig
 
 

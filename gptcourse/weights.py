@@ -169,9 +169,7 @@ def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int) -> tuple[dict
 
 def _resolve_config(config: GPTConfig | Mapping[str, Any] | str | None, path: Path) -> GPTConfig:
     if config is not None:
-        if isinstance(config, str):
-            return GPTConfig.from_preset(PRESET_OF.get(config, config))
-        return GPTConfig.coerce(config)
+        return GPTConfig.coerce(PRESET_OF.get(config, config) if isinstance(config, str) else config)
     config_file = path / "config.json"
     if path.is_dir() and config_file.exists():
         return config_from_hf(json.loads(config_file.read_text()))

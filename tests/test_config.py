@@ -49,3 +49,9 @@ def test_coerce_dict_and_unknown_keys():
         GPTConfig.coerce({"n_embd": 768})
     with pytest.raises(TypeError):
         GPTConfig.coerce(42)
+
+
+def test_coerce_preset_name():
+    assert GPTConfig.coerce("gpt-nano") == PRESETS["gpt-nano"]
+    with pytest.raises(ValueError, match="Unknown preset"):
+        GPTConfig.coerce("gpt-huge")
