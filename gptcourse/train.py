@@ -127,10 +127,20 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device |
     return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=fused or None)
 
 
+def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The language-modelling loss: mean cross-entropy of every next-token prediction.
+
+    `logits` (B, T, vocab) against `targets` (B, T). The one place the course computes
+    its loss: training, evaluation, timing and FLOP counting all call it. Under autocast
+    the logits may be fp16/bf16; the softmax is taken in fp32 for a stable loss.
+    Defined in chapter 7.
+    """
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())  # (B·T, vocab) against (B·T,)
+
+
 def batch_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the next-token predictions: every position of every sequence."""
-    logits = model(inputs)  # (B, T, vocab)
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B·T, vocab) against (B·T,); fp32 under autocast
+    """Mean cross-entropy of the model's next-token predictions for one batch (chapter 7)."""
+    return cross_entropy_loss(model(inputs), targets)
 
 
 def _check_loader(loader: DataLoader, name: str) -> None:
