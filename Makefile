@@ -3,11 +3,15 @@
 #   make test     lint, unit tests, every notebook under nbval, the book with warnings as errors
 #   make bench    our GPT against Hugging Face's GPT-2: training tokens/s on this machine
 #   make student  the student edition into student/: the chapters with the solutions taken out
-#   make browser  the built book (make book) in a real browser, offline (Chromium, Playwright)
+#   make browser  the book (make book) in a real browser, offline (Chromium, Playwright)
 
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
+# PyTorch's CPU build, from PyTorch's own index: PyPI's Linux wheel of torch is the CUDA build,
+# several GB of nvidia-* packages. The one place this is said; .github/workflows/book.yml runs
+# `make`, so CI uses it too. Point it at a mirror with `make setup TORCH_CPU_INDEX=...`.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # -W: warnings are errors; -n: nitpicky (every cross-reference must resolve).
 BOOK_FLAGS ?= -W -n --keep-going
 
@@ -21,12 +25,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) $(WIDGETS_JS)/embed-amd.js
 
-# The CPU build of PyTorch first (torch==2.13.0 resolves to a local wheel here); a bare
-# `torch` requirement with no torch installed would pull several GB of CUDA packages.
+# torch first, from TORCH_CPU_INDEX only (--index-url: PyPI is not asked, so its CUDA build
+# cannot be picked). Wheels pip is configured with (find-links, a local mirror) still count, and
+# --retries 0 skips an index that cannot be reached at once instead of retrying it for minutes:
+# offline with a local wheel, this takes seconds. A torch already installed is kept. Then the
+# rest (requirements.txt: the package with its `book` and `test` extras), which finds torch there.
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0
+	$(PYTHON) -m pip install -q --retries 0 --index-url $(TORCH_CPU_INDEX) torch \
+		|| { echo "No CPU build of torch for this Python from $(TORCH_CPU_INDEX): use a reachable" \
+		"index (make setup TORCH_CPU_INDEX=...), or install torch into $(VENV) first." >&2; exit 1; }
 	$(PYTHON) -m pip install -q -r requirements.txt
 	@touch $(STAMP)
 
@@ -55,17 +64,17 @@ nbval: setup
 
 test: lint unit nbval book browser
 
-# Needs the built book: `make book` first (make test does). Debian's Chromium, never a
-# browser downloaded by a test tool.
-browser: setup
+# The book, then Debian's Chromium (never a browser downloaded by a test tool). BOOK_REQUIRED=1:
+# here a missing book or browser fails the test; under plain `pytest` it skips, with the reason.
+browser: book
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
-	$(VENV)/bin/pytest tests/test_browser.py -q
+	BOOK_REQUIRED=1 $(VENV)/bin/pytest tests/test_browser.py -q
 
 student: setup
 	$(PYTHON) tools/student_edition.py --out student
 
 bench: setup
-	$(PYTHON) -m gptcourse.bench
+	$(PYTHON) benchmarks/mfu.py
 
 clean:
 	rm -rf _build student

@@ -1,4 +1,4 @@
-"""Model configuration: `GPTConfig`, GPT-2's four sizes, and small sizes for a CPU."""
+"""Model configuration: `GPTConfig`, GPT-2's four sizes, and small sizes for a CPU (chapter 6)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import finite_number, one_of, positive_int
+
+# The sizes a config cannot do without: a dict that leaves one out is a mistake, not a request for GPT-2 small.
+REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
+
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """The shape of a GPT-2-style model.
+    """The shape of a GPT-2-style model (chapter 6).
 
     The defaults are GPT-2 small (124M parameters). Every field is checked when the
     config is made, so a bad size fails here with a clear message rather than deep
@@ -26,51 +31,55 @@ class GPTConfig:
     qkv_bias: bool = True  # GPT-2 has biases on the query/key/value projections
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"GPTConfig.{name} must be an int, got {value!r} ({type(value).__name__}).")
-            if value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be positive, got {value}.")
+        for name in REQUIRED:
+            positive_int(name, getattr(self, name))
         if self.emb_dim % self.n_heads != 0:
             raise ValueError(
                 f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}): each head gets "
                 f"emb_dim // n_heads dimensions. Try emb_dim={self.n_heads * max(1, round(self.emb_dim / self.n_heads))} "
                 f"or an n_heads that divides {self.emb_dim}."
             )
-        if not isinstance(self.drop_rate, (int, float)) or not 0.0 <= self.drop_rate < 1.0:
+        if finite_number("drop_rate", self.drop_rate, minimum=0.0) >= 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}.")
         if not isinstance(self.qkv_bias, bool):
             raise TypeError(f"qkv_bias must be True or False, got {self.qkv_bias!r}.")
 
     @property
     def head_dim(self) -> int:
-        """Dimensions per attention head."""
+        """Dimensions per attention head (chapter 4)."""
         return self.emb_dim // self.n_heads
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
-        """A named size, e.g. ``GPTConfig.from_preset("gpt2-small", drop_rate=0.1)``."""
-        if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}.")
-        return dataclasses.replace(PRESETS[name], **overrides)
+        """A named size, e.g. ``GPTConfig.from_preset("gpt2-small", drop_rate=0.1)`` (chapter 6)."""
+        return dataclasses.replace(PRESETS[preset_name(name)], **overrides)
 
     @classmethod
     def coerce(cls, config: GPTConfig | Mapping[str, Any] | str) -> GPTConfig:
-        """Accept a `GPTConfig`, a preset name, or a plain dict with the same keys (the original course's style)."""
+        """A `GPTConfig` from a `GPTConfig`, a preset name, or a dict with the same keys (chapter 6).
+
+        A dict must give the five sizes (`REQUIRED`); ``drop_rate`` and ``qkv_bias`` may be left out.
+        """
         if isinstance(config, GPTConfig):
             return config
         if isinstance(config, str):
             return cls.from_preset(config)
         if isinstance(config, Mapping):
-            known = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(config) - known)
+            known = [f.name for f in dataclasses.fields(cls)]
+            unknown = sorted(set(config) - set(known))
             if unknown:
-                raise ValueError(f"Unknown config key(s) {unknown}; a GPT config has: {sorted(known)}.")
+                raise ValueError(f"Unknown config key(s) {unknown}; a GPT config has: {known}.")
+            missing = [name for name in REQUIRED if name not in config]
+            if missing:
+                raise ValueError(
+                    f"The config is missing {', '.join(missing)}: a config dict must give all of {', '.join(REQUIRED)} "
+                    "(drop_rate and qkv_bias are optional). For GPT-2 small, use GPTConfig.from_preset('gpt2-small')."
+                )
             return cls(**config)
-        raise TypeError(f"Expected a GPTConfig, a preset name or a dict, got {type(config).__name__}.")
+        raise TypeError(f"config must be a GPTConfig, a preset name or a dict, got {type(config).__name__}.")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict, the original course's config style (chapter 6)."""
         return dataclasses.asdict(self)
 
 
@@ -86,3 +95,12 @@ PRESETS: dict[str, GPTConfig] = {
     "gpt-micro": GPTConfig(context_length=128, emb_dim=128, n_heads=4, n_layers=4),
     "gpt-mini": GPTConfig(context_length=128, emb_dim=256, n_heads=4, n_layers=4),
 }
+
+# Other names for the presets. Hugging Face calls GPT-2 small plain "gpt2"; the other sizes share our names.
+ALIASES: dict[str, str] = {"gpt2": "gpt2-small"}
+
+
+def preset_name(name: str) -> str:
+    """The `PRESETS` key `name` stands for: itself, or what `ALIASES` maps it to (chapter 6)."""
+    name = ALIASES.get(name, name)
+    return one_of("preset", name, [*PRESETS, *ALIASES])

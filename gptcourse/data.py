@@ -1,4 +1,4 @@
-"""Text corpora and the sliding-window dataset a GPT trains on.
+"""Text corpora and the sliding-window dataset a GPT trains on (chapter 1).
 
 Two corpora:
 
@@ -7,6 +7,8 @@ Two corpora:
   characters of real English, there offline, on every machine, with nothing to download.
 * ``tiny_shakespeare`` — Karpathy's 1.1 MB of Shakespeare, downloaded once, checked
   against its sha256 and cached. Offline, it fails with a message saying what to do.
+  Processes that download it at the same time each write their own temporary file and
+  rename it into place, so none of them sees another's half-written file.
 """
 
 from __future__ import annotations
@@ -21,23 +23,26 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .tokenizer import encode, get_tokenizer
+from .checks import finite_number, non_negative_int, one_of, positive_int
+from .config import GPTConfig
+from .files import write_atomically
+from .tokenizer import encode
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
 class CorpusUnavailableError(RuntimeError):
-    """A corpus could not be downloaded or failed its checksum."""
+    """A corpus could not be downloaded or failed its checksum (chapter 1)."""
 
 
 def cache_dir() -> Path:
-    """Where downloads are kept: ``$GPTCOURSE_CACHE`` or ``~/.cache/gptcourse``."""
+    """Where downloads are kept: ``$GPTCOURSE_CACHE`` or ``~/.cache/gptcourse`` (chapter 1)."""
     return Path(os.environ.get("GPTCOURSE_CACHE", Path.home() / ".cache" / "gptcourse"))
 
 
 def python_docs() -> str:
-    """The Python Language Reference's topics, joined: the offline corpus."""
+    """The Python Language Reference's topics, joined: the offline corpus (chapter 1)."""
     from pydoc_data.topics import topics
 
     # Sorted by topic name, so the text is the same whatever order the dict was written in.
@@ -45,13 +50,14 @@ def python_docs() -> str:
 
 
 def tiny_shakespeare(timeout: float = 30.0) -> str:
-    """Tiny Shakespeare (1,115,394 characters), downloaded once and cached."""
+    """Tiny Shakespeare (1,115,394 characters), downloaded once and cached (chapter 1)."""
+    finite_number("timeout", timeout, strictly_above=0.0)
     path = cache_dir() / "tiny_shakespeare.txt"
-    if path.exists():
+    if path.is_file():
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() == TINY_SHAKESPEARE_SHA256:
             return data.decode("utf-8")
-        path.unlink()  # a partial or corrupted download: fetch it again
+        # Not the right file (edited, or damaged on disk): download it again, and replace it.
     try:
         with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=timeout) as response:
             data = response.read()
@@ -66,9 +72,7 @@ def tiny_shakespeare(timeout: float = 30.0) -> str:
             "it was not saved. Try again later."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomically(path, lambda f: f.write(data))  # a unique temporary file, renamed: no collision
     return data.decode("utf-8")
 
 
@@ -76,28 +80,63 @@ CORPORA = {"python_docs": python_docs, "tiny_shakespeare": tiny_shakespeare}
 
 
 def load_corpus(name: str = "python_docs") -> str:
-    """A corpus by name: ``"python_docs"`` (offline, the default) or ``"tiny_shakespeare"``."""
-    if name not in CORPORA:
-        raise ValueError(f"Unknown corpus {name!r}; choose one of {sorted(CORPORA)}.")
-    return CORPORA[name]()
+    """A corpus by name: ``"python_docs"`` (offline, the default) or ``"tiny_shakespeare"`` (chapter 1)."""
+    return CORPORA[one_of("corpus", name, CORPORA)]()
+
+
+def _token_ids(text: str | list[int] | torch.Tensor, tokenizer: tiktoken.Encoding | None, vocab_size: int) -> torch.Tensor:
+    """`text` as a 1-D tensor of valid token ids: encoded if a str, else checked."""
+    if isinstance(text, str):
+        token_ids = torch.tensor(encode(text, tokenizer), dtype=torch.long)
+    else:
+        try:
+            token_ids = torch.as_tensor(text)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"text must be a str or a 1-D sequence of token ids, got {type(text).__name__} ({err}).") from err
+    if token_ids.dim() != 1:
+        raise ValueError(
+            f"text must be one stream of token ids (1-D), got shape {tuple(token_ids.shape)}. "
+            "Join the documents first, e.g. torch.cat(list_of_id_tensors) or ids.flatten()."
+        )
+    if token_ids.numel() == 0:
+        return token_ids.long()  # too short: the window check says so
+    if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
+        raise TypeError(f"token ids must be integers, got {token_ids.dtype} (e.g. {token_ids[0].item()!r}).")
+    low, high = int(token_ids.min()), int(token_ids.max())
+    if low < 0:
+        at = int((token_ids < 0).nonzero()[0])
+        raise ValueError(f"token ids must be >= 0, got {low} (first negative id at position {at}).")
+    if high >= vocab_size:
+        at = int((token_ids >= vocab_size).nonzero()[0])
+        raise ValueError(
+            f"token ids must be < vocab_size={vocab_size}, got {high} (first such id at position {at}). "
+            "Pass the vocab_size of the model these ids are for."
+        )
+    return token_ids.long()
 
 
 class GPTDataset(Dataset):
-    """Chunks of ``max_length`` tokens and the same chunks shifted by one token.
+    """Chunks of ``max_length`` tokens and the same chunks shifted by one token (chapter 1).
 
     The window starts every ``stride`` tokens. Target ``i`` is the token that follows
-    input ``i``, so one chunk holds ``max_length`` next-token predictions.
+    input ``i``, so one chunk holds ``max_length`` next-token predictions. `text` is a
+    string (encoded with `tokenizer`, GPT-2's by default) or its token ids: one stream
+    (1-D) of integers in ``[0, vocab_size)``, checked here, where they enter, so that a
+    bad id fails now rather than as an index error inside the model.
     """
 
-    def __init__(self, text: str | list[int] | torch.Tensor, tokenizer: tiktoken.Encoding | None = None, max_length: int = 256, stride: int = 128):
-        if not isinstance(max_length, int) or max_length <= 0:
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
-        if not isinstance(stride, int) or stride <= 0:
-            raise ValueError(f"stride must be a positive int, got {stride!r}.")
-        if isinstance(text, str):
-            token_ids = torch.tensor(encode(text, tokenizer or get_tokenizer()), dtype=torch.long)
-        else:
-            token_ids = torch.as_tensor(text, dtype=torch.long)
+    def __init__(
+        self,
+        text: str | list[int] | torch.Tensor,
+        tokenizer: tiktoken.Encoding | None = None,
+        max_length: int = 256,
+        stride: int = 128,
+        vocab_size: int = GPTConfig.vocab_size,
+    ):
+        positive_int("max_length", max_length)
+        positive_int("stride", stride)
+        positive_int("vocab_size", vocab_size)
+        token_ids = _token_ids(text, tokenizer, vocab_size)
         if token_ids.numel() < max_length + 1:
             raise ValueError(
                 f"The text has {token_ids.numel()} tokens, too few for one window of max_length={max_length} "
@@ -126,19 +165,22 @@ def create_dataloader(
     drop_last: bool = True,
     num_workers: int = 0,
     seed: int | None = 123,
+    vocab_size: int = GPTConfig.vocab_size,
 ) -> DataLoader:
-    """A DataLoader of (inputs, targets) batches, each of shape (batch_size, max_length).
+    """A DataLoader of (inputs, targets) batches, each of shape (batch_size, max_length) (chapter 1).
 
     `seed` fixes the shuffling order, so two runs see the same batches.
     """
-    dataset = GPTDataset(text, max_length=max_length, stride=stride)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    positive_int("batch_size", batch_size)
+    non_negative_int("num_workers", num_workers)
+    dataset = GPTDataset(text, max_length=max_length, stride=stride, vocab_size=vocab_size)
+    generator = torch.Generator().manual_seed(non_negative_int("seed", seed)) if seed is not None else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers, generator=generator)
 
 
 def train_val_split(text: str, train_ratio: float = 0.9) -> tuple[str, str]:
-    """Split text at one point: the first `train_ratio` for training, the rest for validation."""
-    if not 0.0 < train_ratio < 1.0:
-        raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio}.")
+    """Split text at one point: the first `train_ratio` for training, the rest for validation (chapter 1)."""
+    if finite_number("train_ratio", train_ratio, strictly_above=0.0) >= 1.0:
+        raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio!r}.")
     cut = int(train_ratio * len(text))
     return text[:cut], text[cut:]

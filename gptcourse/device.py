@@ -1,4 +1,4 @@
-"""Which device to run on, and which precision it computes fastest in."""
+"""Which device to run on (chapter 4), and which precision it trains fastest in (chapter 7)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """A CUDA GPU if there is one, else Apple's MPS, else the CPU (or `prefer`, when given)."""
+    """A CUDA GPU if there is one, else Apple's MPS, else the CPU, or `prefer` when given (chapter 4)."""
     if prefer is not None:
         return torch.device(prefer)
     if torch.cuda.is_available():
@@ -19,7 +19,7 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def has_native_bf16(device: torch.device | str) -> bool:
-    """True only where bfloat16 runs on the hardware (Ampere and newer GPUs).
+    """True only where bfloat16 runs on the hardware: Ampere and newer GPUs (chapter 7).
 
     A T4 (Turing) *emulates* bf16: plain ``torch.cuda.is_bf16_supported()`` says True
     there, yet the matmuls are slow. Asking without emulation tells the truth.
@@ -34,7 +34,7 @@ def has_native_bf16(device: torch.device | str) -> bool:
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype:
-    """The dtype to train in: bf16 where native, fp16 on other GPUs, fp32 on the CPU."""
+    """The dtype to train in: bf16 where native, fp16 on other GPUs, fp32 on the CPU (chapter 7)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if has_native_bf16(device) else torch.float16
@@ -44,12 +44,12 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype:
 
 
 def needs_grad_scaler(dtype: torch.dtype) -> bool:
-    """fp16 has a narrow range: small gradients underflow to 0 unless the loss is scaled."""
+    """True for fp16: its narrow range lets small gradients underflow to 0 unless the loss is scaled (chapter 7)."""
     return dtype == torch.float16
 
 
 def autocast(device: torch.device | str, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
-    """Mixed precision for `device` (a no-op in fp32)."""
+    """Mixed precision for `device` in `dtype` (default `autocast_dtype`); a no-op in fp32 (chapter 7)."""
     device = torch.device(device)
     dtype = dtype or autocast_dtype(device)
     if dtype == torch.float32:

@@ -22,15 +22,17 @@ kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCou
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from .checks import one_of, positive_int
 from .config import GPTConfig
+from .model import GPT
+from .train import cross_entropy_loss
 
 # The components of the count, in the order a token meets them, with readable names.
 LAYER_COMPONENTS: dict[str, str] = {
@@ -46,14 +48,45 @@ COMPONENTS: dict[str, str] = {**LAYER_COMPONENTS, "lm_head": "LM head"}
 ConfigLike = GPTConfig | Mapping[str, Any] | str
 
 
+def model_config(model: torch.nn.Module | None, config: ConfigLike | None = None) -> GPTConfig:
+    """`config` as a `GPTConfig`, or, when it is None, the model's own ``model.config``.
+
+    Defined in chapter 9; the measuring functions of chapter 10 take their config this way.
+    """
+    if config is None:
+        config = getattr(model, "config", None)
+        if not isinstance(config, GPTConfig):
+            raise ValueError(
+                f"config: {type(model).__name__} has no GPTConfig as .config; pass the model's config "
+                "(a GPTConfig, a dict or a preset name) as config=..."
+            )
+    return GPTConfig.coerce(config)
+
+
+def batch_shape(config: ConfigLike, batch_size: int, seq_len: int | None = None) -> tuple[int, int]:
+    """``(batch_size, seq_len)`` checked against the model: both positive, seq_len ≤ its context.
+
+    ``seq_len`` defaults to the context length. Defined in chapter 9.
+    """
+    cfg = GPTConfig.coerce(config)
+    batch_size = positive_int("batch_size", batch_size)
+    seq_len = cfg.context_length if seq_len is None else positive_int("seq_len", seq_len)
+    if seq_len > cfg.context_length:
+        raise ValueError(
+            f"seq_len must be at most the context length, {cfg.context_length}, got {seq_len}: the model cannot "
+            "read longer sequences. Pass a shorter seq_len, or a config with a longer context_length."
+        )
+    return batch_size, seq_len
+
+
 def matmul_flops(m: int, k: int, n: int) -> int:
-    """FLOPs of one (m×k)·(k×n) matrix product: m·n outputs, each k multiplies and k adds."""
+    """FLOPs of one (m×k)·(k×n) matrix product: m·n outputs, each k multiplies and k adds (chapter 9)."""
     return 2 * m * k * n
 
 
 @dataclass(frozen=True)
 class FlopCount:
-    """FLOPs of one pass of a GPT, component by component.
+    """FLOPs of one pass of a GPT, component by component. Defined in chapter 9.
 
     The six layer components (``qkv_proj`` ... ``ff_down``) are **per layer**; ``lm_head``
     happens once. With ``training=True`` every figure is forward + backward (3× forward).
@@ -150,10 +183,10 @@ class FlopCount:
 def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> FlopCount:
     """The exact matmul FLOPs of a GPT pass over `batch_size` sequences of `seq_len` tokens.
 
-    ``seq_len`` defaults to the context length. ``training=True`` counts forward and
-    backward (the gradient of every matmul is two matmuls of the same size: 3× forward);
-    ``training=False`` the forward pass alone. Per layer, with B·T tokens, width d and
-    h heads of hd = d/h dimensions:
+    Defined in chapter 9. ``seq_len`` defaults to the context length. ``training=True``
+    counts forward and backward (the gradient of every matmul is two matmuls of the same
+    size: 3× forward); ``training=False`` the forward pass alone. Per layer, with B·T
+    tokens, width d and h heads of hd = d/h dimensions:
 
     ====================  ===============  ===================
     QKV projection        3 · 2·(BT)·d·d    6·BT·d²
@@ -169,12 +202,7 @@ def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = N
     (`causal_flops` counts only the useful half).
     """
     cfg = GPTConfig.coerce(config)
-    seq_len = cfg.context_length if seq_len is None else seq_len
-    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    if seq_len > cfg.context_length:
-        raise ValueError(f"seq_len ({seq_len}) is longer than the context ({cfg.context_length}); the model cannot run it.")
+    batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
     bt, d, heads, hd = batch_size * seq_len, cfg.emb_dim, batch_size * cfg.n_heads, cfg.head_dim
     passes = 3 if training else 1  # backward = 2 × forward, matmul by matmul
     return FlopCount(
@@ -195,21 +223,21 @@ def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = N
 def calculate_flops(model: torch.nn.Module | None, config: ConfigLike | None = None) -> int:
     """FLOPs of one forward + backward pass of one full-length sequence (the SPEC's call).
 
-    ``config`` defaults to ``model.config``. The count depends only on the shapes, so the
-    model itself is not run.
+    Defined in chapter 9. ``config`` defaults to ``model.config``. The count depends only
+    on the shapes, so the model itself is not run.
     """
-    if config is None:
-        config = getattr(model, "config", None)
-        if config is None:
-            raise ValueError("Pass the model's config: calculate_flops(model, config).")
-    return count_flops(config, batch_size=1, training=True).total
+    return count_flops(model_config(model, config), batch_size=1, training=True).total
 
 
 # ------------------------------------------------------------------ the rules of thumb
 
+PARAMETER_COUNTS = ("all", "no_position", "non_embedding", "matmul")
 
-def n_params(config: ConfigLike, which: str = "no_position") -> int:
+
+def num_parameters(config: ConfigLike, which: str = "no_position") -> int:
     """The parameter count N, in the four senses the literature uses (tied head counted once).
+
+    Defined in chapter 9.
 
     ``"all"``            every parameter (what ``GPT(config).num_parameters()`` returns).
     ``"no_position"``    all but the position embeddings: nanoGPT's ``get_num_params()``.
@@ -222,6 +250,7 @@ def n_params(config: ConfigLike, which: str = "no_position") -> int:
                          With this N, ``6N + 12·L·d·T`` is exact (`flops_per_token_palm`).
     """
     cfg = GPTConfig.coerce(config)
+    one_of("which", which, PARAMETER_COUNTS)
     d, layers, v = cfg.emb_dim, cfg.n_layers, cfg.vocab_size
     matmul = layers * 12 * d * d + d * v
     # per block: biases of QKV (3d, when qkv_bias), out_proj (d), ff up (4d), ff down (d);
@@ -233,40 +262,40 @@ def n_params(config: ConfigLike, which: str = "no_position") -> int:
         "no_position": matmul + small,
         "all": matmul + small + cfg.context_length * d,
     }
-    if which not in counts:
-        raise ValueError(f"Unknown parameter count {which!r}; choose one of {sorted(counts)}.")
     return counts[which]
 
 
 def flops_per_token_6n(config: ConfigLike, which: str = "no_position") -> int:
-    """Training FLOPs per token by the 6N rule (Kaplan et al. 2020, section 2.1).
+    """Training FLOPs per token by the 6N rule (Kaplan et al. 2020, section 2.1); chapter 9.
 
     Each parameter is in one multiply-add (2 FLOPs) per token forward, and twice that
     backward: 2N + 4N. It ignores attention's T×T work, so it undercounts more as the
-    context grows; see `n_params` for which N to use (nanoGPT's, the default).
+    context grows; see `num_parameters` for which N to use (nanoGPT's, the default).
     """
-    return 6 * n_params(config, which)
+    return 6 * num_parameters(config, which)
 
 
 def flops_per_token_palm(config: ConfigLike, seq_len: int | None = None, which: str = "matmul") -> int:
     """Training FLOPs per token as ``6N + 12·L·H·Q·T`` (PaLM, Chowdhery et al. 2022, appendix B).
 
-    L layers, H heads of Q dimensions (H·Q = d), T tokens of context: the second term is the
-    attention matrix, 4·T·d per layer forward (scores and weights·V), ×3 for training.
-    nanoGPT's ``estimate_mfu`` uses it with its N (``which="no_position"``). With
-    ``which="matmul"`` (the default) it equals ``count_flops(...).per_token`` exactly.
+    Defined in chapter 9. L layers, H heads of Q dimensions (H·Q = d), T tokens of context:
+    the second term is the attention matrix, 4·T·d per layer forward (scores and
+    weights·V), ×3 for training. nanoGPT's ``estimate_mfu`` uses it with its N
+    (``which="no_position"``). With ``which="matmul"`` (the default) it equals
+    ``count_flops(...).per_token`` exactly.
     """
     cfg = GPTConfig.coerce(config)
-    t = cfg.context_length if seq_len is None else seq_len
-    return 6 * n_params(cfg, which) + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * t
+    _, t = batch_shape(cfg, 1, seq_len)
+    return 6 * num_parameters(cfg, which) + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * t
 
 
 def causal_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> int:
     """The FLOPs a causal GPT *needs*: `count_flops` with the masked half of attention removed.
 
-    Under a causal mask, token t attends to t + 1 positions, so of the T×T scores only
-    T·(T+1)/2 matter (and the same entries of weights·V). Kernels that skip the masked
-    blocks (FlashAttention) do about this much work; the explicit path computes all T².
+    Defined in chapter 9. Under a causal mask, token t attends to t + 1 positions, so of the
+    T×T scores only T·(T+1)/2 matter (and the same entries of weights·V). Kernels that skip
+    the masked blocks (FlashAttention) do about this much work; the explicit path computes
+    all T².
     """
     count = count_flops(config, batch_size, seq_len, training)
     t = count.seq_len
@@ -275,12 +304,20 @@ def causal_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = 
     return count.total - full_attention + useful_attention
 
 
+def attention_crossover(config: ConfigLike) -> float:
+    """The context length T* = 6d + V/(2L) at which the attention matrix is half of all FLOPs.
+
+    Defined in chapter 9: per token and layer attention costs 4·T·d forward, the rest
+    24·d² (plus 2·d·V for the head, once); they are equal where 4·L·T·d = 24·L·d² + 2·d·V.
+    """
+    cfg = GPTConfig.coerce(config)
+    return 6 * cfg.emb_dim + cfg.vocab_size / (2 * cfg.n_layers)
+
+
 # ------------------------------------------------------------ checking against PyTorch
 
 
 def _cpu_sdpa_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    from torch.utils.flop_counter import sdpa_flop_count
-
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
@@ -293,8 +330,8 @@ def _cpu_sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *arg
 def cpu_sdpa_flop_formulas() -> dict[Any, Any]:
     """Flop formulas for the CPU attention kernel, for ``FlopCounterMode(custom_mapping=...)``.
 
-    Forward: the two matmuls of attention, T×T in full (as PyTorch counts its GPU kernels).
-    Backward: twice that.
+    Defined in chapter 9. Forward: the two matmuls of attention, T×T in full (as PyTorch
+    counts its GPU kernels). Backward: twice that.
     """
     aten = torch.ops.aten
     formulas: dict[Any, Any] = {}
@@ -304,19 +341,23 @@ def cpu_sdpa_flop_formulas() -> dict[Any, Any]:
     return formulas
 
 
-@contextlib.contextmanager
-def _without_input_check(model: torch.nn.Module) -> Iterator[None]:
-    # GPT.forward checks token ids by value; meta tensors have shapes but no values.
-    had = "check_input" in vars(model)
-    old = vars(model).get("check_input")
-    model.check_input = lambda idx: None
-    try:
-        yield
-    finally:
-        if had:
-            model.check_input = old
+def _counted_pass(
+    model: torch.nn.Module, batch_size: int, seq_len: int | None, training: bool, count_cpu_sdpa: bool
+) -> FlopCounterMode:
+    """One pass of `model` (forward, and loss + backward when training) under FlopCounterMode."""
+    cfg = model_config(model)
+    batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
+    idx = torch.zeros(batch_size, seq_len, dtype=torch.long, device=next(model.parameters()).device)
+    mapping = cpu_sdpa_flop_formulas() if count_cpu_sdpa else None
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        if training:
+            cross_entropy_loss(model(idx), idx).backward()
         else:
-            del model.check_input
+            with torch.no_grad():
+                model(idx)
+    if training:
+        model.zero_grad(set_to_none=True)
+    return counter
 
 
 def flop_counter_flops(
@@ -325,42 +366,35 @@ def flop_counter_flops(
     seq_len: int | None = None,
     training: bool = True,
     count_cpu_sdpa: bool = False,
-    by_operator: bool = False,
-) -> int | dict[str, int]:
-    """Run one pass of `model` under `FlopCounterMode` and return the FLOPs it counted.
+) -> int:
+    """The FLOPs `FlopCounterMode` counts in one pass of `model`. Defined in chapter 9.
 
     Works on any device, including ``meta`` (shapes only: GPT-2 XL is counted in a
-    moment, with no memory). ``training=True`` adds a cross-entropy loss and the backward
-    pass. ``count_cpu_sdpa=True`` registers formulas for the CPU attention kernel, which
-    `FlopCounterMode` does not count otherwise. ``by_operator=True`` returns FLOPs per
-    aten operator (``{"aten.mm": ..., "aten.addmm": ..., "aten.bmm": ...}``).
+    moment, with no memory). ``training=True`` adds the loss
+    (`gptcourse.train.cross_entropy_loss`) and the backward pass. ``count_cpu_sdpa=True``
+    registers formulas for the CPU attention kernel, which `FlopCounterMode` does not
+    count otherwise.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    cfg: GPTConfig = model.config
-    seq_len = cfg.context_length if seq_len is None else seq_len
-    param = next(model.parameters())
-    idx = torch.zeros(batch_size, seq_len, dtype=torch.long, device=param.device)
-    mapping = cpu_sdpa_flop_formulas() if count_cpu_sdpa else None
-    context = _without_input_check(model) if param.device.type == "meta" else contextlib.nullcontext()
-    with context, FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        if training:
-            logits = model(idx)
-            loss = F.cross_entropy(logits.flatten(0, 1), idx.flatten())
-            loss.backward()
-        else:
-            with torch.no_grad():
-                model(idx)
-    if training:
-        model.zero_grad(set_to_none=True)
-    if by_operator:
-        return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
-    return counter.get_total_flops()
+    return _counted_pass(model, batch_size, seq_len, training, count_cpu_sdpa).get_total_flops()
 
 
-def meta_model(config: ConfigLike, attention: str = "manual") -> torch.nn.Module:
-    """A `GPT` on the meta device: real shapes, no memory, no values (for counting FLOPs)."""
-    from .model import GPT
+def flop_counter_flops_by_operator(
+    model: torch.nn.Module,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    training: bool = True,
+    count_cpu_sdpa: bool = False,
+) -> dict[str, int]:
+    """The same pass as `flop_counter_flops`, its FLOPs per aten operator (chapter 9).
 
+    For example ``{"aten.addmm": ..., "aten.bmm": ..., "aten.mm": ...}``: linear layers
+    with a bias run as ``addmm``, the attention matmuls as ``bmm``, the rest as ``mm``.
+    """
+    counter = _counted_pass(model, batch_size, seq_len, training, count_cpu_sdpa)
+    return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+
+
+def meta_model(config: ConfigLike, attention: str = "manual") -> GPT:
+    """A `GPT` on the meta device: real shapes, no memory, no values (chapter 9, for counting)."""
     with torch.device("meta"):
         return GPT(GPTConfig.coerce(config), attention=attention)

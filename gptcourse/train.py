@@ -8,31 +8,36 @@ One optimizer step: for each of ``grad_accum_steps`` micro-batches, compute the 
 clip the gradients' global norm, set the learning rate for this step, and let AdamW
 update the weights. Every ``eval_every`` steps the loss is measured on training and
 validation batches, and a sample of text is generated, so that a `History` of the run
-can be drawn (`gptcourse.plots.plot_losses`).
+can be drawn (`gptcourse.plots.plot_losses`). With a ``checkpoint_dir``, the run is saved
+there (`gptcourse.checkpoint`) and ``train(..., resume=True)`` continues it exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .checkpoint import check_writable, checkpoint_path, has_checkpoint, load_checkpoint, save_checkpoint
+from .checks import finite_number, non_negative_int, one_of, optional_positive_int, positive_int
 from .device import autocast, autocast_dtype, needs_grad_scaler
 
 
 @dataclass
 class TrainConfig:
-    """The knobs of the training loop. Steps are optimizer steps."""
+    """The knobs of the training loop (chapter 7). Steps are optimizer steps.
+
+    Every field is checked when the config is made: a nan learning rate or an
+    unknown dtype fails here, by name, not as a nan loss a thousand steps later.
+    """
 
     max_steps: int = 1000
     lr: float = 6e-4  # the peak learning rate, reached at the end of warm-up
@@ -49,7 +54,7 @@ class TrainConfig:
     sample_tokens: int = 30
     sample_temperature: float = 0.8
     sample_top_k: int | None = 40
-    checkpoint_dir: str | Path | None = None  # where to save (and resume from); None: no checkpoints
+    checkpoint_dir: str | Path | None = None  # where to save (and resume from); None: no checkpoints. Made a Path
     checkpoint_every: int | None = None  # steps between checkpoints; None: only at the end
     dtype: torch.dtype | None = None  # None: the device's choice (bf16 where native, fp16 on other GPUs, fp32 on CPU)
     progress: bool = True  # a tqdm progress bar
@@ -58,32 +63,42 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum_steps", "eval_every", "sample_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
-        for name in ("eval_batches", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"TrainConfig.{name} must be a positive int or None, got {value!r}.")
-        if self.sample_every is not None and (not isinstance(self.sample_every, int) or self.sample_every < 0):
-            raise ValueError(f"TrainConfig.sample_every must be an int >= 0 (0: never) or None, got {self.sample_every!r}.")
+            positive_int(f"TrainConfig.{name}", getattr(self, name))
+        for name in ("eval_batches", "checkpoint_every", "sample_top_k"):
+            optional_positive_int(f"TrainConfig.{name}", getattr(self, name))
+        if self.sample_every is not None:
+            non_negative_int("TrainConfig.sample_every", self.sample_every)
         if self.warmup_steps is None:
             self.warmup_steps = self.max_steps // 10
-        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(f"warmup_steps must be an int in [0, max_steps={self.max_steps}], got {self.warmup_steps!r}.")
-        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"Need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}.")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}.")
-        if self.dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {self.dtype}.")
+        if non_negative_int("TrainConfig.warmup_steps", self.warmup_steps) > self.max_steps:
+            raise ValueError(f"TrainConfig.warmup_steps must be <= max_steps={self.max_steps}, got {self.warmup_steps}.")
+        # nan passes every comparison (nan > 0 and nan < 0 are both False): finite_number rejects it by name.
+        self.lr = finite_number("TrainConfig.lr", self.lr, strictly_above=0.0)
+        self.min_lr = finite_number("TrainConfig.min_lr", self.min_lr, minimum=0.0)
+        if self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig.min_lr must be <= lr={self.lr} (the decay ends below the peak), got {self.min_lr}.")
+        self.weight_decay = finite_number("TrainConfig.weight_decay", self.weight_decay, minimum=0.0)
+        if self.grad_clip is not None:
+            self.grad_clip = finite_number("TrainConfig.grad_clip", self.grad_clip, strictly_above=0.0)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise TypeError(f"TrainConfig.betas must be a pair (beta1, beta2), got {self.betas!r}.")
+        for i, beta in enumerate(self.betas):
+            if finite_number(f"TrainConfig.betas[{i}]", beta, minimum=0.0) >= 1.0:
+                raise ValueError(f"TrainConfig.betas[{i}] must be in [0, 1), got {beta!r}.")
+        self.sample_temperature = finite_number("TrainConfig.sample_temperature", self.sample_temperature, minimum=0.0)
+        if not isinstance(self.sample_prompt, str):
+            raise TypeError(f"TrainConfig.sample_prompt must be a str, got {type(self.sample_prompt).__name__}.")
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, Path)):
+                raise TypeError(f"TrainConfig.checkpoint_dir must be a path (str or Path) or None, got {self.checkpoint_dir!r}.")
+            self.checkpoint_dir = Path(self.checkpoint_dir)
+        one_of("TrainConfig.dtype", self.dtype, (None, torch.float32, torch.float16, torch.bfloat16))
+        non_negative_int("TrainConfig.seed", self.seed)
 
 
 @dataclass
 class History:
-    """What a run measured. The first six lists have one entry per evaluation."""
+    """What a run measured (chapter 7). The first six lists have one entry per evaluation."""
 
     step: list[int] = field(default_factory=list)  # optimizer steps done
     tokens_seen: list[int] = field(default_factory=list)  # training tokens processed so far
@@ -96,11 +111,12 @@ class History:
     samples: list[tuple[int, str]] = field(default_factory=list)  # (step, generated text)
 
     def to_dict(self) -> dict[str, list]:
+        """The lists by name, e.g. to save them (chapter 7)."""
         return dataclasses.asdict(self)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """The learning rate of step `step` (from 0): linear warm-up, then cosine decay to min_lr."""
+    """The learning rate of step `step` (from 0): linear warm-up, then cosine decay to min_lr (chapter 7)."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))  # 0 → 1
@@ -113,6 +129,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     Weight decay pulls weights towards 0. That regularises a matrix, but a bias or a
     LayerNorm scale is a single offset or gain per feature, and shrinking it only hurts.
     The rule "decay the parameters with 2 or more dimensions" picks exactly the matrices.
+    Defined in chapter 7.
     """
     decay, no_decay = [], []
     for param in model.parameters():  # the tied head is the token embedding: listed once
@@ -122,7 +139,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device | str = "cpu") -> torch.optim.AdamW:
-    """AdamW with weight decay on the 2-D weights only (see `param_groups`)."""
+    """AdamW with weight decay on the 2-D weights only (see `param_groups`) (chapter 7)."""
     fused = torch.device(device).type == "cuda"  # one kernel for all parameters: faster on a GPU
     return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=fused or None)
 
@@ -163,11 +180,10 @@ def evaluate(model: nn.Module, loader: DataLoader, max_batches: int | None = Non
 
     The model runs in eval mode (no dropout) and is put back in the mode it was in. The
     loader's random generator is restored afterwards, so that evaluating never changes
-    which batches training sees next.
+    which batches training sees next. Defined in chapter 7.
     """
-    _check_loader(loader, "The loader")
-    if max_batches is not None and (not isinstance(max_batches, int) or max_batches <= 0):
-        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}.")
+    _check_loader(loader, "loader")
+    optional_positive_int("max_batches", max_batches)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = dtype or autocast_dtype(device)
     generator = getattr(loader, "generator", None)
@@ -227,60 +243,26 @@ class _Batches:
         self.taken = state["taken"]
 
 
-MODEL_FILE, TRAINER_FILE = "model.safetensors", "trainer.pt"
-
-
-def save_checkpoint(
-    directory: str | Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    step: int,
-    history: History,
-    data_state: dict | None = None,
-    tokens_seen: int = 0,
-) -> Path:
-    """Weights to ``model.safetensors``; optimizer, scaler, step, history and RNG states to ``trainer.pt``.
-
-    ``trainer.pt`` holds only tensors, numbers, strings and lists/dicts of them, so it
-    loads with ``torch.load(weights_only=True)``: no pickled code. Each file is written
-    under a temporary name, then renamed, so an interrupted save leaves the old one intact.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {
+def _trainer_state(step: int, tokens_seen: int, history: History, batches: _Batches) -> dict:
+    """What a checkpoint needs beyond the weights and optimizer to continue exactly."""
+    return {
         "step": step,
         "tokens_seen": tokens_seen,
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
         "history": history.to_dict(),
-        "data": data_state,
-        "torch_rng": torch.get_rng_state(),
+        "data": batches.state(),
+        "torch_rng": torch.get_rng_state(),  # dropout's random numbers
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    tmp_model, tmp_trainer = directory / f".{MODEL_FILE}.tmp", directory / f".{TRAINER_FILE}.tmp"
-    save_model(model, str(tmp_model))  # the tied head shares the embedding's tensor: saved once
-    torch.save(state, tmp_trainer)
-    os.replace(tmp_model, directory / MODEL_FILE)
-    os.replace(tmp_trainer, directory / TRAINER_FILE)
-    return directory
 
 
-def load_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None) -> dict:
-    """Load the weights into `model` (and the states into `optimizer`, `scaler`); return the trainer state."""
-    directory = Path(directory)
-    for name in (MODEL_FILE, TRAINER_FILE):
-        if not (directory / name).exists():
-            raise FileNotFoundError(f"No {name} in {directory}: not a checkpoint written by gptcourse.train.")
-    device = next(model.parameters()).device
-    load_model(model, str(directory / MODEL_FILE), device=str(device))  # strict: a mismatch names the tensors
-    # The optimizer moves its state to the parameters' device itself; RNG states must stay on the CPU.
-    state = torch.load(directory / TRAINER_FILE, weights_only=True, map_location="cpu")
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None:
-        scaler.load_state_dict(state["scaler"])
-    return state
+def _restore(state: dict, batches: _Batches) -> History:
+    """Put the data position and random state of a checkpoint back; return its history."""
+    if state["data"] is not None:
+        batches.restore(state["data"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return History(**state["history"])
 
 
 def train(
@@ -293,9 +275,11 @@ def train(
 ) -> History:
     """Train `model` on `train_loader` for ``config.max_steps`` steps; return the `History`.
 
-    With ``resume=True`` and a checkpoint in ``config.checkpoint_dir``, training continues
-    where that checkpoint stopped: same weights, optimizer moments, data position and random
-    state, so the result is the same as that of one uninterrupted run.
+    With ``config.checkpoint_dir``, the run is saved there every ``checkpoint_every`` steps
+    and at the end; the directory must be writable, which is checked before the first
+    step. With ``resume=True``, training continues from the checkpoint there (an error if
+    there is none): same weights, optimizer moments, data position and random state, so
+    the result is the same as that of one uninterrupted run. Defined in chapter 7.
     """
     cfg = config or TrainConfig()
     if not isinstance(cfg, TrainConfig):
@@ -304,7 +288,15 @@ def train(
     if val_loader is not None:
         _check_loader(val_loader, "val_loader")
     if resume and cfg.checkpoint_dir is None:
-        raise ValueError("resume=True needs config.checkpoint_dir: the directory to resume from.")
+        raise ValueError("resume=True needs TrainConfig.checkpoint_dir: the directory to resume from.")
+    if resume and not has_checkpoint(cfg.checkpoint_dir):
+        raise FileNotFoundError(
+            f"resume=True, but TrainConfig.checkpoint_dir={str(cfg.checkpoint_dir)!r} holds no checkpoint "
+            f"({checkpoint_path(cfg.checkpoint_dir).name}). To start a new run, leave resume=False; to continue "
+            "one, give the checkpoint_dir it saved to."
+        )
+    if cfg.checkpoint_dir is not None:  # now, not after the last step
+        check_writable(cfg.checkpoint_dir, "TrainConfig.checkpoint_dir")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     dtype = cfg.dtype or autocast_dtype(device)
@@ -315,15 +307,9 @@ def train(
     optimizer = make_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(dtype))  # fp16 only: see chapter 7
     history, start, tokens_seen, batches = History(), 0, 0, _Batches(train_loader)
-    if resume and (Path(cfg.checkpoint_dir) / TRAINER_FILE).exists():
+    if resume:
         state = load_checkpoint(cfg.checkpoint_dir, model, optimizer, scaler)
-        start, tokens_seen, history = state["step"], state["tokens_seen"], History(**state["history"])
-        history.samples = [tuple(s) for s in history.samples]
-        if state["data"] is not None:
-            batches.restore(state["data"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        start, tokens_seen, history = state["step"], state["tokens_seen"], _restore(state, batches)
         if start >= cfg.max_steps:
             return history
 
@@ -388,7 +374,7 @@ def train(
             if do_sample:
                 sample(done)
             if do_save:
-                save_checkpoint(cfg.checkpoint_dir, model, optimizer, scaler, done, history, batches.state(), tokens_seen)
+                save_checkpoint(cfg.checkpoint_dir, model, optimizer, scaler, _trainer_state(done, tokens_seen, history, batches))
             if do_eval or do_sample or do_save:
                 timer, timed_tokens = time.perf_counter(), 0  # time training only, not evaluation or sampling
     finally:

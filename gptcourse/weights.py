@@ -1,60 +1,103 @@
-"""GPT-2's weights, from a Hugging Face checkpoint into our `GPT` (chapter 8).
+"""GPT-2's checkpoints: Hugging Face's layout, read into and written from our `GPT` (chapter 8).
 
 OpenAI released GPT-2 as TensorFlow checkpoints; the Hugging Face hub keeps the same
 numbers as ``model.safetensors``: plain tensors and their names, nothing executable. We
-read them with `safetensors` (never with `pickle`), rename them to our modules' names,
-and reshape the two things that differ:
+read them with `safetensors` (never with `pickle`), rename them by `LAYOUT`, and reshape
+the two things that differ:
 
 * GPT-2's linear layers are ``Conv1D`` modules that store the weight as (in, out) and
   compute ``x @ W + b``; `nn.Linear` stores (out, in) and computes ``x @ W.T + b``. So
-  every weight matrix is transposed.
+  the `TRANSPOSED` weight matrices are transposed, both ways.
 * GPT-2 computes queries, keys and values with one fused matrix ``c_attn`` of width
-  3·d; we have three (``W_query``, ``W_key``, ``W_value``), so it is split in three.
+  3·d; we have three (``W_query``, ``W_key``, ``W_value``), so it is split in three
+  (and concatenated again on the way out).
 
 The output head is tied to the token embedding in both models, so ``lm_head.weight``
-(when a checkpoint stores it at all) must equal ``wte.weight``.
+(when a checkpoint stores it at all) must equal ``wte.weight``. This module reads and
+writes a model's ``state_dict``; it never imports `gptcourse.model` (which imports it).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from .config import GPTConfig
+from .config import ALIASES, GPTConfig
 
-# Our preset names and the hub repositories that hold OpenAI's weights.
+# The hub repositories that hold OpenAI's weights, by our preset names.
 HF_REPOS = {
-    "gpt2": "openai-community/gpt2",
+    "gpt2-small": "openai-community/gpt2",
     "gpt2-medium": "openai-community/gpt2-medium",
     "gpt2-large": "openai-community/gpt2-large",
     "gpt2-xl": "openai-community/gpt2-xl",
 }
-PRESET_OF = {"gpt2": "gpt2-small", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large", "gpt2-xl": "gpt2-xl"}
 FILES = ("config.json", "model.safetensors")
 
+# GPT-2's tensors in Hugging Face's names, and where each lives in our GPT ("{i}": every block).
+# c_attn holds queries, keys and values side by side: it maps to three of ours.
+_QKV = ("W_query", "W_key", "W_value")
+LAYOUT: dict[str, str | tuple[str, ...]] = {
+    "wte.weight": "tok_emb.weight",
+    "wpe.weight": "pos_emb.weight",
+    "h.{i}.ln_1.weight": "trf_blocks.{i}.norm1.scale",
+    "h.{i}.ln_1.bias": "trf_blocks.{i}.norm1.shift",
+    "h.{i}.attn.c_attn.weight": tuple(f"trf_blocks.{{i}}.att.{w}.weight" for w in _QKV),
+    "h.{i}.attn.c_attn.bias": tuple(f"trf_blocks.{{i}}.att.{w}.bias" for w in _QKV),
+    "h.{i}.attn.c_proj.weight": "trf_blocks.{i}.att.out_proj.weight",
+    "h.{i}.attn.c_proj.bias": "trf_blocks.{i}.att.out_proj.bias",
+    "h.{i}.ln_2.weight": "trf_blocks.{i}.norm2.scale",
+    "h.{i}.ln_2.bias": "trf_blocks.{i}.norm2.shift",
+    "h.{i}.mlp.c_fc.weight": "trf_blocks.{i}.ff.layers.0.weight",
+    "h.{i}.mlp.c_fc.bias": "trf_blocks.{i}.ff.layers.0.bias",
+    "h.{i}.mlp.c_proj.weight": "trf_blocks.{i}.ff.layers.2.weight",
+    "h.{i}.mlp.c_proj.bias": "trf_blocks.{i}.ff.layers.2.bias",
+    "ln_f.weight": "final_norm.scale",
+    "ln_f.bias": "final_norm.shift",
+}
+# Conv1D weights, (in, out) in the checkpoint and (out, in) in nn.Linear.
+TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Buffers older checkpoints store next to the weights (the causal mask): not parameters.
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+# The keys of a GPT-2 config.json that give its size.
+_HF_SIZES = {"vocab_size": "vocab_size", "n_positions": "context_length", "n_embd": "emb_dim", "n_head": "n_heads", "n_layer": "n_layers"}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint's tensors do not fit the model: missing, unexpected or of the wrong shape."""
+    """A checkpoint that does not fit the model: unreadable, missing, unexpected or misshapen tensors (chapter 8)."""
 
 
 class WeightsUnavailableError(OSError):
-    """GPT-2's weights are neither in the local cache nor downloadable now."""
+    """GPT-2's weights are neither in the local cache nor downloadable now (chapter 8)."""
+
+
+def _layout(n_layers: int) -> dict[str, tuple[str, ...]]:
+    """`LAYOUT` with "{i}" spelled out for every block: HF name -> our names."""
+    out = {}
+    for theirs, ours in LAYOUT.items():
+        ours = (ours,) if isinstance(ours, str) else ours
+        for i in range(n_layers) if "{i}" in theirs else [None]:
+            out[theirs.format(i=i)] = tuple(name.format(i=i) for name in ours)
+    return out
 
 
 def config_from_hf(hf_config: Mapping[str, Any]) -> GPTConfig:
-    """Our `GPTConfig` from a Hugging Face GPT-2 ``config.json`` (as a dict).
+    """Our `GPTConfig` from a Hugging Face GPT-2 ``config.json``, as a dict (chapter 8).
 
     Dropout is set to 0: a loaded model is for inference or fine-tuning, where it is off.
     Settings our model does not implement are errors, not silently different numbers.
     """
+    missing = [key for key in _HF_SIZES if key not in hf_config]
+    if missing:
+        raise CheckpointError(f"The GPT-2 config is missing {', '.join(missing)}; a GPT-2 config.json gives all of {', '.join(_HF_SIZES)}.")
     if hf_config.get("model_type", "gpt2") != "gpt2":
         raise CheckpointError(f"This is a {hf_config['model_type']!r} checkpoint, not GPT-2.")
     if hf_config.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
@@ -70,109 +113,131 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> GPTConfig:
         raise CheckpointError("tie_word_embeddings=False: our GPT ties the output head to the token embedding.")
     if hf_config.get("layer_norm_epsilon", 1e-5) != 1e-5:
         raise CheckpointError(f"layer_norm_epsilon={hf_config['layer_norm_epsilon']}; our LayerNorm uses 1e-5.")
-    return GPTConfig(
-        vocab_size=hf_config["vocab_size"],
-        context_length=hf_config["n_positions"],
-        emb_dim=n_embd,
-        n_heads=hf_config["n_head"],
-        n_layers=hf_config["n_layer"],
-        drop_rate=0.0,
-        qkv_bias=True,
-    )
+    return GPTConfig(**{ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()}, drop_rate=0.0, qkv_bias=True)
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory or file (sharded checkpoints too)."""
-    if path.is_file():
-        return load_file(path)
-    index = path / "model.safetensors.index.json"
-    if index.exists():  # a sharded checkpoint: the index maps each tensor to its shard
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        tensors: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            tensors.update(load_file(path / shard))
-        return tensors
-    if not (path / "model.safetensors").exists():
-        found = sorted(p.name for p in path.iterdir())
-        hint = " (a pytorch_model.bin is a pickle: convert it to safetensors first)" if "pytorch_model.bin" in found else ""
-        raise FileNotFoundError(f"No model.safetensors in {path}; it holds {found}{hint}.")
-    return load_file(path / "model.safetensors")
+def config_to_hf(config: GPTConfig) -> dict[str, Any]:
+    """The Hugging Face GPT-2 ``config.json`` (as a dict) of our `config` (chapter 8).
+
+    ``transformers.GPT2Config(**config_to_hf(config))`` builds their GPT-2 at our size.
+    """
+    if not config.qkv_bias:
+        raise ValueError("GPT-2 has query/key/value biases; this config has qkv_bias=False.")
+    eos = min(50256, config.vocab_size - 1)  # <|endoftext|>, when the vocabulary has it
+    return {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        **{theirs: getattr(config, ours) for theirs, ours in _HF_SIZES.items()},
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": config.drop_rate,
+        "embd_pdrop": config.drop_rate,
+        "attn_pdrop": config.drop_rate,
+        "tie_word_embeddings": True,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+    }
 
 
 def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Rename (and transpose, and split) GPT-2's tensors into our `GPT`'s state-dict names.
+    """GPT-2's tensors renamed (and transposed, and split) into our `GPT`'s ``state_dict`` (chapter 8).
 
-    Returns the renamed tensors and, for each, the checkpoint's name it came from. Raises
-    `CheckpointError` naming every tensor that is missing or left over.
+    Returns the state dict and, for each of its names, the checkpoint's name it came from.
+    Raises `CheckpointError` naming every tensor that is missing or left over.
     """
     # GPT2LMHeadModel saves its body as "transformer.h.0...."; the hub's GPT-2 files have no prefix.
     prefix = "transformer." if any(k.startswith("transformer.") for k in tensors) else ""
     remaining = {k.removeprefix(prefix): v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
-    original = {k.removeprefix(prefix): k for k in tensors}  # to name tensors as the checkpoint does
-    missing: list[str] = []
-    out: dict[str, torch.Tensor] = {}
-    source: dict[str, str] = {}  # our name -> the checkpoint's
-
-    def take(name: str) -> torch.Tensor | None:
-        if name not in remaining:
-            missing.append(prefix + name)
-            return None
-        return remaining.pop(name)
-
-    def put(ours: str, theirs: str, tensor: torch.Tensor | None) -> None:
-        if tensor is not None:
-            out[ours], source[ours] = tensor, original[theirs]
-
-    def linear(ours: str, theirs: str) -> None:  # a Conv1D (in, out) into an nn.Linear (out, in)
-        weight, bias = take(f"{theirs}.weight"), take(f"{theirs}.bias")
-        put(f"{ours}.weight", f"{theirs}.weight", None if weight is None else weight.t())
-        put(f"{ours}.bias", f"{theirs}.bias", bias)
-
-    def norm(ours: str, theirs: str) -> None:
-        put(f"{ours}.scale", f"{theirs}.weight", take(f"{theirs}.weight"))
-        put(f"{ours}.shift", f"{theirs}.bias", take(f"{theirs}.bias"))
-
-    wte = take("wte.weight")
-    wpe = take("wpe.weight")
-    put("tok_emb.weight", "wte.weight", wte)
-    put("out_head.weight", "wte.weight", wte)  # tied: the same tensor
-    put("pos_emb.weight", "wpe.weight", wpe)
-    for i in range(n_layers):
-        h, ours = f"h.{i}", f"trf_blocks.{i}"
-        norm(f"{ours}.norm1", f"{h}.ln_1")
-        qkv_weight, qkv_bias = take(f"{h}.attn.c_attn.weight"), take(f"{h}.attn.c_attn.bias")
-        for j, name in enumerate(("W_query", "W_key", "W_value")):
-            if qkv_weight is not None:  # (d, 3d): queries, keys and values side by side
-                put(f"{ours}.att.{name}.weight", f"{h}.attn.c_attn.weight", qkv_weight.tensor_split(3, dim=1)[j].t())
-            if qkv_bias is not None:
-                put(f"{ours}.att.{name}.bias", f"{h}.attn.c_attn.bias", qkv_bias.tensor_split(3)[j])
-        linear(f"{ours}.att.out_proj", f"{h}.attn.c_proj")
-        norm(f"{ours}.norm2", f"{h}.ln_2")
-        linear(f"{ours}.ff.layers.0", f"{h}.mlp.c_fc")
-        linear(f"{ours}.ff.layers.2", f"{h}.mlp.c_proj")
-    norm("final_norm", "ln_f")
-
-    # lm_head (outside the "transformer." prefix), when stored at all, must be the tied embedding.
-    head = remaining.pop("lm_head.weight", None)
-    if head is not None and wte is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
-        raise CheckpointError("lm_head.weight differs from wte.weight: our GPT ties the output head to the token embedding.")
-
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {', '.join(missing)}")
+    head = remaining.pop("lm_head.weight", None)  # outside the prefix; when stored, it must be the tied wte
+    state: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    missing = []
+    for theirs, ours in _layout(n_layers).items():
+        if theirs not in remaining:
+            missing.append(prefix + theirs)
+            continue
+        tensor = remaining.pop(theirs)
+        tensor = tensor.t() if theirs.endswith(TRANSPOSED) else tensor
+        for name, part in zip(ours, tensor.tensor_split(len(ours)), strict=True):  # c_attn: (3d, d) -> 3 × (d, d)
+            state[name], source[name] = part, prefix + theirs
+    if "tok_emb.weight" in state:
+        wte = state["out_head.weight"] = state["tok_emb.weight"]  # tied: the same tensor
+        source["out_head.weight"] = source["tok_emb.weight"]
+        if head is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
+            raise CheckpointError("lm_head.weight differs from wte.weight: our GPT ties the output head to the token embedding.")
+    problems = [f"missing tensors: {', '.join(missing)}"] if missing else []
     if remaining:
-        problems.append(f"unexpected tensors: {', '.join(original[k] for k in sorted(remaining))}")
+        problems.append(f"unexpected tensors: {', '.join(prefix + k for k in sorted(remaining))}")
     if problems:
         raise CheckpointError(f"The checkpoint does not match a {n_layers}-layer GPT-2: " + "; ".join(problems) + ".")
-    return out, source
+    return state, source
 
 
-def _resolve_config(config: GPTConfig | Mapping[str, Any] | str | None, path: Path) -> GPTConfig:
+def ours_to_hf(state: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """Our `GPT`'s ``state_dict`` under GPT-2's names and layouts: `hf_to_ours` read backwards (chapter 8).
+
+    The output head is not stored: GPT-2 ties it to ``wte.weight``, as we do.
+    """
+    out = {}
+    for theirs, ours in _layout(n_layers).items():
+        tensor = torch.cat([state[name] for name in ours])  # c_attn: 3 × (d, d) -> (3d, d)
+        out[theirs] = (tensor.t() if theirs.endswith(TRANSPOSED) else tensor).detach().cpu().contiguous()
+    return out
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors checkpoint: a file, or a directory, sharded or not (chapter 8)."""
+    path = Path(path)
+    if path.is_file():
+        return _load_safetensors(path)
+    index = path / "model.safetensors.index.json"
+    if index.exists():  # a sharded checkpoint: the index maps each tensor to its shard
+        tensors: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(_read_json(index)["weight_map"].values())):
+            tensors.update(_load_safetensors(path / shard))
+        return tensors
+    if not (path / "model.safetensors").exists():
+        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        hint = (
+            " (a pytorch_model.bin is a pickle, which we do not load: save the model as safetensors instead)"
+            if "pytorch_model.bin" in found
+            else ""
+        )
+        raise FileNotFoundError(f"No model.safetensors in {path}; it holds {found}{hint}.")
+    return _load_safetensors(path / "model.safetensors")
+
+
+def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"{file} is empty (0 bytes): an interrupted download or save. Download or save it again.")
+    try:
+        return load_file(file)
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"{file} is not a readable safetensors file ({err}): it is truncated or not a checkpoint. Download or save it again."
+        ) from None
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{file} is not valid JSON ({err}): download or save it again.") from None
+
+
+def checkpoint_config(path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None) -> GPTConfig:
+    """The size of the checkpoint at `path`: `config` when given, else its ``config.json`` (chapter 8)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
     if config is not None:
-        return GPTConfig.coerce(PRESET_OF.get(config, config) if isinstance(config, str) else config)
+        return GPTConfig.coerce(config)
     config_file = path / "config.json"
     if path.is_dir() and config_file.exists():
-        return config_from_hf(json.loads(config_file.read_text()))
+        try:
+            return config_from_hf(_read_json(config_file))
+        except CheckpointError as err:
+            raise CheckpointError(f"{config_file}: {err}") from None
     if path.is_dir():
         raise FileNotFoundError(f"No config.json in {path}; pass the size as config=, e.g. config='gpt2-small'.")
     raise ValueError(
@@ -182,25 +247,12 @@ def _resolve_config(config: GPTConfig | Mapping[str, Any] | str | None, path: Pa
     )
 
 
-def from_hf_checkpoint(path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None, attention: str = "sdpa"):
-    """A `GPT` holding the weights of a Hugging Face GPT-2 checkpoint.
+def load_hf_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Copy a GPT-2 checkpoint's weights into `model`, a `GPT` of its size; return `model` (chapter 8).
 
-    `path` is a directory with ``config.json`` and ``model.safetensors`` (what
-    ``GPT2LMHeadModel.save_pretrained`` writes, or a hub download), or a ``.safetensors``
-    file alone, whose size must then be given as `config` (a preset name, a `GPTConfig`
-    or a dict). Keys with or without the ``transformer.`` prefix are accepted. A tensor
-    that is missing, left over or of the wrong shape raises `CheckpointError` naming it.
+    A tensor that is missing, left over or of the wrong shape raises `CheckpointError` naming it.
     """
-    from .model import GPT  # model.py imports this module lazily; import it lazily back
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}.")
-    cfg = _resolve_config(config, path)
-    tensors = _read_tensors(path)
-    state, source = hf_to_ours(tensors, cfg.n_layers)
-
-    model = GPT(cfg, attention=attention)
+    state, source = hf_to_ours(read_tensors(path), model.config.n_layers)
     expected = model.state_dict()
     wrong = [
         f"{source[name]} → {name}: {tuple(tensor.shape)} from the checkpoint, {tuple(expected[name].shape)} in the model"
@@ -208,103 +260,92 @@ def from_hf_checkpoint(path: str | Path, config: GPTConfig | Mapping[str, Any] |
         if tensor.shape != expected[name].shape
     ]
     if wrong:
-        raise CheckpointError(f"Tensors whose shape does not fit {cfg} (shapes after transposing and splitting): " + "; ".join(wrong) + ".")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            expected[name].copy_(tensor)  # state_dict() shares storage with the parameters
-    return model.eval()
+        raise CheckpointError(
+            f"Tensors whose shape does not fit {model.config} (shapes after transposing and splitting): " + "; ".join(wrong) + "."
+        )
+    model.load_state_dict(state)
+    return model
 
 
-def to_hf_tensors(model) -> dict[str, torch.Tensor]:
-    """Our `GPT`'s weights under GPT-2's names and layouts: the inverse of `hf_to_ours`.
+def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
+    """Write our `GPT` as a GPT-2 checkpoint: ``config.json`` and ``model.safetensors``, as on the hub (chapter 8).
 
-    The output head is not stored: GPT-2 ties it to ``wte.weight``, as we do.
+    ``GPT.from_hf_checkpoint`` and ``transformers.GPT2LMHeadModel.from_pretrained`` both read it.
     """
-    cfg, sd = model.config, model.state_dict()
-    out = {"wte.weight": sd["tok_emb.weight"], "wpe.weight": sd["pos_emb.weight"]}
-    for i in range(cfg.n_layers):
-        h, ours = f"h.{i}", f"trf_blocks.{i}"
-        att = [f"{ours}.att.{name}" for name in ("W_query", "W_key", "W_value")]
-        out[f"{h}.ln_1.weight"], out[f"{h}.ln_1.bias"] = sd[f"{ours}.norm1.scale"], sd[f"{ours}.norm1.shift"]
-        out[f"{h}.attn.c_attn.weight"] = torch.cat([sd[f"{a}.weight"].t() for a in att], dim=1)  # (d, 3d)
-        out[f"{h}.attn.c_attn.bias"] = torch.cat([sd[f"{a}.bias"] for a in att])
-        out[f"{h}.attn.c_proj.weight"], out[f"{h}.attn.c_proj.bias"] = sd[f"{ours}.att.out_proj.weight"].t(), sd[f"{ours}.att.out_proj.bias"]
-        out[f"{h}.ln_2.weight"], out[f"{h}.ln_2.bias"] = sd[f"{ours}.norm2.scale"], sd[f"{ours}.norm2.shift"]
-        out[f"{h}.mlp.c_fc.weight"], out[f"{h}.mlp.c_fc.bias"] = sd[f"{ours}.ff.layers.0.weight"].t(), sd[f"{ours}.ff.layers.0.bias"]
-        out[f"{h}.mlp.c_proj.weight"], out[f"{h}.mlp.c_proj.bias"] = sd[f"{ours}.ff.layers.2.weight"].t(), sd[f"{ours}.ff.layers.2.bias"]
-    out["ln_f.weight"], out["ln_f.bias"] = sd["final_norm.scale"], sd["final_norm.shift"]
-    return {name: t.detach().cpu().contiguous() for name, t in out.items()}
-
-
-def save_hf_checkpoint(model, directory: str | Path) -> Path:
-    """Write our `GPT` as a GPT-2 checkpoint: ``config.json`` and ``model.safetensors``, as on the hub.
-
-    `from_hf_checkpoint` and ``transformers.GPT2LMHeadModel.from_pretrained`` both read it.
-    """
-    from safetensors.torch import save_file
-
-    cfg = model.config
-    if not cfg.qkv_bias:
-        raise ValueError("GPT-2 checkpoints have query/key/value biases; this model was built with qkv_bias=False.")
+    hf_config = config_to_hf(model.config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    hf_config = {
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": cfg.vocab_size,
-        "n_positions": cfg.context_length,
-        "n_embd": cfg.emb_dim,
-        "n_layer": cfg.n_layers,
-        "n_head": cfg.n_heads,
-        "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5,
-        "resid_pdrop": cfg.drop_rate,
-        "embd_pdrop": cfg.drop_rate,
-        "attn_pdrop": cfg.drop_rate,
-        "tie_word_embeddings": True,
-        "bos_token_id": min(50256, cfg.vocab_size - 1),
-        "eos_token_id": min(50256, cfg.vocab_size - 1),
-    }
     (directory / "config.json").write_text(json.dumps(hf_config, indent=2))
-    save_file(to_hf_tensors(model), directory / "model.safetensors", metadata={"format": "pt"})
+    save_file(ours_to_hf(model.state_dict(), model.config.n_layers), directory / "model.safetensors", metadata={"format": "pt"})
     return directory
 
 
+def _repo(name: str) -> str:
+    """The hub repository of a GPT-2 size: "gpt2" (or "gpt2-small"), "gpt2-medium", "gpt2-large" or "gpt2-xl"."""
+    preset = ALIASES.get(name, name)
+    if preset not in HF_REPOS:
+        raise ValueError(f"Unknown GPT-2 size {name!r}; choose one of 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'.")
+    return HF_REPOS[preset]
+
+
 def is_cached(name: str = "gpt2", cache_dir: str | Path | None = None) -> bool:
-    """Are GPT-2's `name` weights already in the Hugging Face cache? Never touches the network."""
+    """Are GPT-2's `name` weights already in the Hugging Face cache? Never touches the network (chapter 8)."""
     from huggingface_hub import try_to_load_from_cache
 
     repo = _repo(name)
     return all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir), str) for f in FILES)
 
 
-def _repo(name: str) -> str:
-    name = {"gpt2-small": "gpt2"}.get(name, name)
-    if name not in HF_REPOS:
-        raise ValueError(f"Unknown GPT-2 size {name!r}; choose one of {', '.join(HF_REPOS)}.")
-    return HF_REPOS[name]
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Does a TCP connection to `url`'s host (or to the HTTPS proxy in front of it) open within `timeout` seconds?"""
+    parts = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=timeout):
+            return True
+    except (OSError, UnicodeError):
+        return False
 
 
 def download(name: str = "gpt2", cache_dir: str | Path | None = None, local_files_only: bool = False) -> Path:
-    """Download (or find in the cache) ``config.json`` and ``model.safetensors``; return their directory."""
-    from huggingface_hub import hf_hub_download
+    """The directory of GPT-2's ``config.json`` and ``model.safetensors``: from the cache, else the hub (chapter 8).
+
+    Offline it fails in seconds (not after the hub client's retries) with what to download and where.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
     repo = _repo(name)
+
+    def fetch(offline: bool) -> Path:
+        paths = [Path(huggingface_hub.hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=offline)) for f in FILES]
+        return paths[1].parent
+
     try:
-        paths = [Path(hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=local_files_only)) for f in FILES]
+        return fetch(offline=True)  # the cache first: no network at all
+    except OSError:  # LocalEntryNotFoundError
+        pass
+    if local_files_only or constants.HF_HUB_OFFLINE:
+        reason = (
+            "they are not in the cache and local_files_only=True"
+            if local_files_only
+            else "they are not in the cache and HF_HUB_OFFLINE is set"
+        )
+        raise WeightsUnavailableError(_what_to_do(name, repo, reason))
+    if not _reachable(constants.ENDPOINT):
+        raise WeightsUnavailableError(_what_to_do(name, repo, f"they are not in the cache and {constants.ENDPOINT} cannot be reached"))
+    try:
+        return fetch(offline=False)
     except (OSError, HfHubHTTPError) as err:
-        raise WeightsUnavailableError(
-            f"Could not get GPT-2 '{name}' from the Hugging Face hub ({type(err).__name__}). With a network, run\n"
-            f"    from huggingface_hub import hf_hub_download\n"
-            f"    for f in {FILES!r}: hf_hub_download({repo!r}, f)\n"
-            f"or download https://huggingface.co/{repo}/resolve/main/model.safetensors and "
-            f"https://huggingface.co/{repo}/resolve/main/config.json into one directory and load it with "
-            f"gptcourse.weights.from_hf_checkpoint('that/directory')."
-        ) from err
-    return paths[1].parent
+        raise WeightsUnavailableError(_what_to_do(name, repo, f"the download failed: {type(err).__name__}: {err}")) from err
 
 
-def from_pretrained(name: str = "gpt2", cache_dir: str | Path | None = None, local_files_only: bool = False, attention: str = "sdpa"):
-    """OpenAI's GPT-2 (`name`: gpt2, gpt2-medium, gpt2-large, gpt2-xl) as our `GPT`, via the hub's cache."""
-    return from_hf_checkpoint(download(name, cache_dir, local_files_only), attention=attention)
+def _what_to_do(name: str, repo: str, reason: str) -> str:
+    return (
+        f"Could not get GPT-2 {name!r} ({repo}): {reason}. With a network, run\n"
+        f"    from huggingface_hub import hf_hub_download\n"
+        f"    for f in {FILES!r}: hf_hub_download({repo!r}, f)\n"
+        f"or download https://huggingface.co/{repo}/resolve/main/model.safetensors and "
+        f"https://huggingface.co/{repo}/resolve/main/config.json into one directory and load it with "
+        f"GPT.from_hf_checkpoint('that/directory')."
+    )

@@ -1,7 +1,54 @@
+"""Fixtures shared by the tests of every module."""
+
+import socket
+import subprocess
+import sys
+
 import pytest
 import torch
+
+from gptcourse.config import GPTConfig
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_config() -> GPTConfig:
+    """A GPT that builds and trains in milliseconds. Its vocabulary, 97, is nobody's default."""
+    return GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """This process cannot open a connection, as on a machine offline: any attempt raises OSError."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+NO_NETWORK = "import socket\ndef _refuse(*a, **k): raise OSError('network disabled in this test')\nsocket.socket.connect = _refuse\nsocket.getaddrinfo = _refuse\n"
+
+
+@pytest.fixture
+def run_python():
+    """Run Python code in a fresh interpreter: for what one process cannot show (a kill, import-time work).
+
+    ``run_python(code, env=None, network=True, check=True)`` returns the `CompletedProcess`
+    (text output); ``network=False`` disables connections before `code` runs.
+    """
+
+    def run(code: str, env: dict | None = None, network: bool = True, check: bool = True) -> subprocess.CompletedProcess:
+        source = code if network else NO_NETWORK + code
+        result = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True, text=True, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"the subprocess exited with {result.returncode}:\n{result.stderr}")
+        return result
+
+    return run

@@ -1,18 +1,69 @@
+"""gptcourse/attention.py: chapter 3's warm-ups and chapter 4's multi-head modules."""
+
 import pytest
 import torch
 
-from gptcourse.attention import CausalAttention, MultiHeadAttention, MultiHeadAttentionWrapper, SDPAMultiHeadAttention
+from gptcourse.attention import (
+    ATTENTION_CLASSES,
+    CausalAttention,
+    MultiHeadAttention,
+    MultiHeadAttentionWrapper,
+    SDPAMultiHeadAttention,
+    SelfAttentionV1,
+    SelfAttentionV2,
+    causal_mask,
+)
 
 D_IN, D_OUT, CTX, HEADS = 12, 16, 10, 4
 
 
+# ---- chapter 3
+
+
+def test_self_attention_shapes_with_and_without_batch():
+    for module in (SelfAttentionV1(D_IN, D_OUT), SelfAttentionV2(D_IN, D_OUT)):
+        assert module(torch.randn(5, D_IN)).shape == (5, D_OUT)
+        assert module(torch.randn(3, 5, D_IN)).shape == (3, 5, D_OUT)
+
+
+def test_v2_weights_loaded_into_v1_give_the_same_output():
+    v2 = SelfAttentionV2(D_IN, D_OUT)
+    v1 = v2.load_into_v1(SelfAttentionV1(D_IN, D_OUT))
+    x = torch.randn(2, 5, D_IN)
+    torch.testing.assert_close(v1(x), v2(x))
+
+
+def test_load_into_v1_refuses_biases():
+    with pytest.raises(ValueError, match="no biases"):
+        SelfAttentionV2(D_IN, D_OUT, qkv_bias=True).load_into_v1(SelfAttentionV1(D_IN, D_OUT))
+
+
+def test_self_attention_sees_the_future_and_agrees_with_causal_on_the_last_token():
+    v2 = SelfAttentionV2(D_IN, D_OUT, qkv_bias=True)
+    causal = CausalAttention(D_IN, D_OUT, context_length=5, qkv_bias=True)
+    causal.load_state_dict(v2.state_dict())
+    x = torch.randn(2, 5, D_IN)
+    # The last token sees every token in both, so its output is the same.
+    torch.testing.assert_close(v2(x)[:, -1], causal(x)[:, -1])
+    changed = x.clone()
+    changed[:, -1] = torch.randn(2, D_IN)
+    assert not torch.allclose(v2(changed)[:, 0], v2(x)[:, 0]), "without a mask, the first token sees the last"
+
+
+def test_causal_mask_hides_exactly_the_future():
+    assert torch.equal(causal_mask(3), torch.tensor([[False, True, True], [False, False, True], [False, False, False]]))
+
+
+# ---- chapter 4
+
+
 def all_variants():
     """Every multi-head variant, with the same weights."""
-    mha = MultiHeadAttention(D_IN, D_OUT, CTX, 0.0, HEADS, qkv_bias=True)
+    mha = MultiHeadAttention(D_IN, D_OUT, CTX, drop_rate=0.0, n_heads=HEADS, qkv_bias=True)
     torch.nn.init.normal_(mha.out_proj.bias)  # non-zero, so a wrongly copied bias would show
-    sdpa = SDPAMultiHeadAttention(D_IN, D_OUT, CTX, 0.0, HEADS, qkv_bias=True)
+    sdpa = SDPAMultiHeadAttention(D_IN, D_OUT, CTX, drop_rate=0.0, n_heads=HEADS, qkv_bias=True)
     sdpa.load_state_dict(mha.state_dict())
-    wrapper = MultiHeadAttentionWrapper(D_IN, D_OUT, CTX, 0.0, HEADS, qkv_bias=True).load_from(mha)
+    wrapper = MultiHeadAttentionWrapper(D_IN, D_OUT, CTX, drop_rate=0.0, n_heads=HEADS, qkv_bias=True).load_from(mha)
     return {"manual": mha, "sdpa": sdpa, "wrapper": wrapper}
 
 
@@ -22,6 +73,10 @@ def test_all_variants_compute_the_same():
     for name, out in outs.items():
         assert out.shape == (3, CTX, D_OUT)
         torch.testing.assert_close(out, outs["manual"], msg=f"{name} differs from manual")
+
+
+def test_the_names_gpt_accepts():
+    assert ATTENTION_CLASSES == {"sdpa": SDPAMultiHeadAttention, "manual": MultiHeadAttention}
 
 
 @pytest.mark.parametrize("name", ["manual", "sdpa", "wrapper", "single-head"])
@@ -40,19 +95,28 @@ def test_shorter_sequences_and_single_head_shape():
     assert all_variants()["sdpa"](x).shape == (2, 3, D_OUT)
 
 
-def test_too_long_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="context_length=10"):
-        all_variants()["manual"](torch.randn(1, CTX + 1, D_IN))
+@pytest.mark.parametrize("name", ["manual", "sdpa", "wrapper"])
+def test_too_long_input_is_a_clear_error(name):
+    with pytest.raises(ValueError, match="11 tokens but the module was built for context_length=10"):
+        all_variants()[name](torch.randn(1, CTX + 1, D_IN))
+
+
+def test_no_mask_is_stored_so_a_long_context_costs_nothing():
+    mha = MultiHeadAttention(D_IN, D_OUT, context_length=1_000_000, n_heads=HEADS)
+    assert list(mha.buffers()) == []
+    assert mha(torch.randn(1, 3, D_IN)).shape == (1, 3, D_OUT)
 
 
 def test_heads_must_divide():
-    with pytest.raises(ValueError, match="divisible by num_heads"):
-        MultiHeadAttention(D_IN, 10, CTX, 0.0, 3)
+    with pytest.raises(ValueError, match=r"d_out \(10\) must be divisible by n_heads \(3\)"):
+        MultiHeadAttention(D_IN, 10, CTX, drop_rate=0.0, n_heads=3)
+    with pytest.raises(ValueError, match="n_heads must be a positive int, got 0"):
+        MultiHeadAttentionWrapper(D_IN, D_OUT, CTX, n_heads=0)
 
 
-def test_dropout_only_in_training():
-    torch.manual_seed(0)
-    mha = MultiHeadAttention(D_IN, D_OUT, CTX, 0.5, HEADS)
+@pytest.mark.parametrize("cls", [MultiHeadAttention, SDPAMultiHeadAttention])
+def test_dropout_only_in_training(cls):
+    mha = cls(D_IN, D_OUT, CTX, drop_rate=0.5, n_heads=HEADS)
     x = torch.randn(1, CTX, D_IN)
     mha.eval()
     torch.testing.assert_close(mha(x), mha(x))

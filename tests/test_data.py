@@ -1,6 +1,11 @@
+import hashlib
+import os
+import threading
+
 import pytest
 import torch
 
+import gptcourse.data as data_module
 from gptcourse.data import CorpusUnavailableError, GPTDataset, create_dataloader, load_corpus, tiny_shakespeare, train_val_split
 
 
@@ -10,7 +15,7 @@ def test_offline_corpus_is_english_prose():
 
 
 def test_unknown_corpus():
-    with pytest.raises(ValueError, match="python_docs"):
+    with pytest.raises(ValueError, match="Unknown corpus 'wikipedia'; choose one of: 'python_docs', 'tiny_shakespeare'"):
         load_corpus("wikipedia")
 
 
@@ -23,10 +28,42 @@ def test_windows_and_shifted_targets():
 
 
 def test_dataset_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(ValueError, match="The text has 5 tokens, too few for one window of max_length=8"):
         GPTDataset(list(range(5)), max_length=8)
-    with pytest.raises(ValueError, match="stride"):
+    with pytest.raises(ValueError, match="stride must be a positive int, got 0"):
         GPTDataset(list(range(50)), max_length=8, stride=0)
+    with pytest.raises(TypeError, match=r"max_length must be a positive int, got 8.0 \(float\)"):
+        GPTDataset(list(range(50)), max_length=8.0)
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "message"),
+    [
+        (torch.zeros(2, 50, dtype=torch.long), ValueError, r"text must be one stream of token ids \(1-D\), got shape \(2, 50\)"),
+        ([[1, 2, 3]] * 20, ValueError, r"1-D\), got shape \(20, 3\)"),
+        (torch.arange(50.0), TypeError, r"token ids must be integers, got torch.float32 \(e.g. 0.0\)"),
+        ([0.5] * 50, TypeError, "token ids must be integers, got torch.float32"),
+        (torch.ones(50, dtype=torch.bool), TypeError, "token ids must be integers, got torch.bool"),
+        (torch.arange(-3, 47), ValueError, r"token ids must be >= 0, got -3 \(first negative id at position 0\)"),
+        (list(range(40)) + [50257] + list(range(9)), ValueError, r"token ids must be < vocab_size=50257, got 50257 \(first such id at position 40\)"),
+        (None, TypeError, "text must be a str or a 1-D sequence of token ids, got NoneType"),
+    ],
+    ids=["2-D", "list of lists", "float", "float list", "bool", "negative", "beyond GPT-2's vocabulary", "None"],
+)
+def test_dataset_checks_ids_where_they_enter(ids, error, message):
+    with pytest.raises(error, match=message):
+        GPTDataset(ids, max_length=8)
+
+
+def test_dataset_checks_ids_against_the_vocabulary_given():
+    ids = torch.arange(100) % 97
+    assert len(GPTDataset(ids, max_length=8, stride=8, vocab_size=97)) == 12  # ids up to 96: fine
+    with pytest.raises(ValueError, match="token ids must be < vocab_size=96, got 96"):
+        GPTDataset(ids, max_length=8, vocab_size=96)
+    with pytest.raises(ValueError, match="token ids must be < vocab_size=50"):
+        create_dataloader(ids, max_length=8, vocab_size=50)
+    ok = GPTDataset(torch.arange(20, dtype=torch.int32), max_length=8)  # any integer dtype: stored as int64
+    assert ok.token_ids.dtype == torch.long
 
 
 def test_dataloader_shapes_and_seeded_order():
@@ -40,8 +77,10 @@ def test_dataloader_shapes_and_seeded_order():
 def test_train_val_split():
     train, val = train_val_split("abcdefghij", 0.8)
     assert (train, val) == ("abcdefgh", "ij")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"train_ratio must be in \(0, 1\), got 1.0"):
         train_val_split("abc", 1.0)
+    with pytest.raises(ValueError, match="train_ratio must be a finite number, got nan"):
+        train_val_split("abc", float("nan"))
 
 
 def test_tiny_shakespeare_offline_says_what_to_do(tmp_path, monkeypatch):
@@ -72,3 +111,64 @@ def test_tiny_shakespeare_rejects_a_corrupted_download(tmp_path, monkeypatch):
     with pytest.raises(CorpusUnavailableError, match="sha256"):
         tiny_shakespeare()
     assert not (tmp_path / "tiny_shakespeare.txt").exists()
+
+
+SHAKESPEARE = b"First Citizen:\nBefore we proceed any further, hear me speak.\n" * 100
+
+
+def test_concurrent_first_downloads_do_not_collide(tmp_path, monkeypatch):
+    """Eight processes' worth of first downloads at once (threads here): all get the text, one file remains."""
+    monkeypatch.setenv("GPTCOURSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(data_module, "TINY_SHAKESPEARE_SHA256", hashlib.sha256(SHAKESPEARE).hexdigest())
+    n = 8
+    all_downloading = threading.Barrier(n, timeout=30)
+
+    class Response:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            all_downloading.wait()  # nobody has saved yet: every thread will write the file
+            return SHAKESPEARE
+
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response())
+    texts, errors = [], []
+
+    def first_use():
+        try:
+            texts.append(tiny_shakespeare())
+        except Exception as err:  # collected: an exception in a thread would not fail the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=first_use) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert texts == [SHAKESPEARE.decode()] * n
+    assert os.listdir(tmp_path) == ["tiny_shakespeare.txt"]
+    assert (tmp_path / "tiny_shakespeare.txt").read_bytes() == SHAKESPEARE
+
+
+def test_a_corrupted_cached_corpus_is_downloaded_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTCOURSE_CACHE", str(tmp_path))
+    monkeypatch.setattr(data_module, "TINY_SHAKESPEARE_SHA256", hashlib.sha256(SHAKESPEARE).hexdigest())
+    (tmp_path / "tiny_shakespeare.txt").write_bytes(SHAKESPEARE[:100])  # a download cut short, saved by some other tool
+
+    class Response:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            return SHAKESPEARE
+
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response())
+    assert tiny_shakespeare() == SHAKESPEARE.decode()
+    assert (tmp_path / "tiny_shakespeare.txt").read_bytes() == SHAKESPEARE

@@ -8,15 +8,20 @@ import torch
 from gptcourse import GPT, GPTConfig
 from gptcourse.flops import (
     COMPONENTS,
+    attention_crossover,
+    batch_shape,
     calculate_flops,
     causal_flops,
     count_flops,
     flop_counter_flops,
+    flop_counter_flops_by_operator,
     flops_per_token_6n,
     flops_per_token_palm,
     meta_model,
-    n_params,
+    model_config,
+    num_parameters,
 )
+from gptcourse.weights import config_to_hf
 
 # (config, batch_size, seq_len): odd shapes on purpose. Small vocabularies and widths keep
 # each real forward + backward on the CPU to a few milliseconds.
@@ -64,13 +69,11 @@ def test_count_equals_flop_counter_mode(case, training):
     assert counted == expected, f"FlopCounterMode counted {counted:,}, the analytic count says {expected:,}"
 
 
-def test_enough_cases():
-    assert len(CASES) >= 20
-
-
 @pytest.mark.parametrize("preset", ["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"])
 def test_gpt2_sizes_on_meta_device(preset):
+    # No patch: GPT.forward reads only shapes, which meta tensors have.
     model = meta_model(preset)
+    assert next(model.parameters()).device.type == "meta"
     for batch_size, seq_len, training in [(1, 1024, True), (2, 300, False)]:
         expected = count_flops(preset, batch_size, seq_len, training=training).total
         assert flop_counter_flops(model, batch_size, seq_len, training=training) == expected
@@ -79,7 +82,7 @@ def test_gpt2_sizes_on_meta_device(preset):
 def test_components_per_operator():
     config = GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
     count = count_flops(config, 2, 16, training=False)
-    ops = flop_counter_flops(GPT(config, attention="manual"), 2, 16, training=False, by_operator=True)
+    ops = flop_counter_flops_by_operator(GPT(config, attention="manual"), 2, 16, training=False)
     layers = config.n_layers
     # Linear layers with a bias run as addmm, those without (the LM head) as mm, attention as bmm.
     assert ops["aten.bmm"] == layers * (count.attn_scores + count.attn_values)
@@ -118,10 +121,22 @@ def test_breakdown_adds_up():
 
 def test_seq_len_defaults_to_context_and_is_checked():
     assert count_flops("gpt-nano").seq_len == 64
-    with pytest.raises(ValueError, match="longer than the context"):
+    assert batch_shape("gpt-nano", 3) == (3, 64)
+    with pytest.raises(ValueError, match=r"seq_len must be at most the context length, 64, got 65"):
         count_flops("gpt-nano", seq_len=65)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         count_flops("gpt-nano", batch_size=0)
+    with pytest.raises(TypeError, match="seq_len must be a positive int"):
+        count_flops("gpt-nano", seq_len=2.5)
+    with pytest.raises(ValueError, match="seq_len"):  # the real pass is checked the same way
+        flop_counter_flops(meta_model("gpt-nano"), 1, 65)
+
+
+def test_the_config_comes_from_the_model_or_is_asked_for():
+    model = meta_model("gpt-nano")
+    assert model_config(model) == model.config == model_config(None, "gpt-nano")
+    with pytest.raises(ValueError, match="config"):
+        calculate_flops(torch.nn.Linear(2, 2))
 
 
 def test_calculate_flops_is_one_full_sequence_forward_and_backward():
@@ -134,12 +149,17 @@ def test_calculate_flops_is_one_full_sequence_forward_and_backward():
 @pytest.mark.parametrize("preset", ["gpt-nano", "gpt2-small", "gpt2-xl"])
 def test_parameter_counts(preset):
     model = meta_model(preset)
-    assert n_params(preset, "all") == model.num_parameters()
-    assert n_params(preset, "no_position") == model.num_parameters(exclude_position_embeddings=True)
+    assert num_parameters(preset, "all") == model.num_parameters()
+    assert num_parameters(preset, "no_position") == model.num_parameters(exclude_position_embeddings=True)
     cfg = model.config
-    assert n_params(preset, "non_embedding") == n_params(preset, "no_position") - cfg.vocab_size * cfg.emb_dim
+    assert num_parameters(preset, "non_embedding") == num_parameters(preset, "no_position") - cfg.vocab_size * cfg.emb_dim
     matmul_weights = sum(p.numel() for name, p in model.named_parameters() if p.dim() == 2 and "emb" not in name)
-    assert n_params(preset, "matmul") == matmul_weights + cfg.vocab_size * cfg.emb_dim  # + the tied head
+    assert num_parameters(preset, "matmul") == matmul_weights + cfg.vocab_size * cfg.emb_dim  # + the tied head
+
+
+def test_unknown_parameter_count_names_the_choices():
+    with pytest.raises(ValueError, match="which.*'matmul'"):
+        num_parameters("gpt-nano", "weights")
 
 
 @pytest.mark.parametrize("preset", ["gpt-nano", "gpt2-small", "gpt2-large"])
@@ -155,13 +175,23 @@ def test_rules_of_thumb(preset):
     assert causal_flops(cfg, seq_len=1) == count_flops(cfg, seq_len=1).total  # one token: nothing masked
 
 
+@pytest.mark.parametrize("preset", ["gpt2-small", "gpt2-medium", "gpt2-xl"])
+def test_attention_takes_half_the_flops_at_the_crossover(preset):
+    t_star = attention_crossover(preset)
+
+    def share(t):
+        return count_flops(GPTConfig.from_preset(preset, context_length=t), 1, t).attention_share
+
+    assert share(int(t_star)) < 0.5 <= share(int(t_star) + 1)
+
+
 def test_hugging_face_gpt2_does_the_same_matmuls():
     # benchmarks/mfu.py divides both models' speed by one FLOP count: check that it is theirs too.
     transformers = pytest.importorskip("transformers")
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
-    hf_cfg = transformers.GPT2Config(vocab_size=97, n_positions=16, n_embd=32, n_layer=2, n_head=4)
+    hf_cfg = transformers.GPT2Config(**config_to_hf(cfg))
     hf_cfg._attn_implementation = "eager"  # explicit matmuls, so that FlopCounterMode sees them on a CPU
     model = transformers.GPT2LMHeadModel(hf_cfg)
     idx = torch.randint(0, 97, (2, 16))

@@ -1,19 +1,26 @@
 """The training loop: schedule, weight-decay groups, evaluation, accumulation, precision, resume."""
 
+import dataclasses
 import math
+import os
 
 import pytest
 import torch
-from safetensors import safe_open
 from torch.utils.data import DataLoader, TensorDataset
 
 import gptcourse.train as train_module
 from gptcourse import GPT, GPTConfig
+from gptcourse.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from gptcourse.data import create_dataloader
-from gptcourse.train import History, TrainConfig, evaluate, load_checkpoint, lr_at, param_groups, train
+from gptcourse.train import History, TrainConfig, evaluate, lr_at, param_groups, train
 
-TINY = GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.1)
 QUIET = dict(progress=False, log=False, sample_every=0)
+
+
+@pytest.fixture
+def tiny(tiny_config):
+    """The shared tiny GPT's config, with dropout on: resuming must restore the random state too."""
+    return dataclasses.replace(tiny_config, drop_rate=0.1)
 
 
 def token_ids(n=3000, seed=0):
@@ -43,8 +50,8 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     assert lr_at(0, TrainConfig(max_steps=5, warmup_steps=0, lr=1.0, min_lr=0.0)) == pytest.approx(1.0)
 
 
-def test_weight_decay_only_on_matrices_and_embeddings():
-    model = GPT(TINY)
+def test_weight_decay_only_on_matrices_and_embeddings(tiny):
+    model = GPT(tiny)
     decay, no_decay = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
@@ -56,30 +63,82 @@ def test_weight_decay_only_on_matrices_and_embeddings():
     assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == model.num_parameters()
 
 
-def test_bad_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+@pytest.mark.parametrize("field", ["lr", "min_lr", "weight_decay", "grad_clip"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig.{field} must be a finite number, got {value}"):
+        TrainConfig(**{field: value})
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="TrainConfig.max_steps must be a positive int, got 0"):
         TrainConfig(max_steps=0)
-    with pytest.raises(ValueError, match="warmup_steps"):
+    with pytest.raises(TypeError, match=r"TrainConfig.eval_every must be a positive int, got 2.5 \(float\)"):
+        TrainConfig(eval_every=2.5)
+    with pytest.raises(ValueError, match="TrainConfig.warmup_steps must be <= max_steps=10, got 11"):
         TrainConfig(max_steps=10, warmup_steps=11)
-    with pytest.raises(ValueError, match="min_lr"):
+    with pytest.raises(ValueError, match="TrainConfig.min_lr must be <= lr=0.001"):
         TrainConfig(lr=1e-3, min_lr=1e-2)
-    with pytest.raises(ValueError, match="grad_clip"):
+    with pytest.raises(ValueError, match="TrainConfig.lr must be > 0.0, got 0"):
+        TrainConfig(lr=0)
+    with pytest.raises(ValueError, match="TrainConfig.grad_clip must be > 0.0, got 0"):
         TrainConfig(grad_clip=0)
-    model = GPT(TINY)
+    with pytest.raises(TypeError, match="TrainConfig.weight_decay must be a number, got '0.1'"):
+        TrainConfig(weight_decay="0.1")
+    with pytest.raises(ValueError, match=r"TrainConfig.betas\[1\] must be in \[0, 1\), got 1.0"):
+        TrainConfig(betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="Unknown TrainConfig.dtype torch.int64"):
+        TrainConfig(dtype=torch.int64)
+
+
+def test_bad_loaders_are_a_clear_error(tiny):
+    model = GPT(tiny)
     empty = DataLoader(TensorDataset(torch.zeros(3, 16, dtype=torch.long), torch.zeros(3, 16, dtype=torch.long)), batch_size=4, drop_last=True)
     with pytest.raises(ValueError, match="train_loader yields no batches: its dataset has 3 windows and batch_size=4"):
         train(model, empty, config=TrainConfig(max_steps=1, **QUIET))
-    with pytest.raises(ValueError, match="no batches"):
+    with pytest.raises(ValueError, match="loader yields no batches"):
         evaluate(model, empty)
     train_loader, _ = loaders()
+    with pytest.raises(ValueError, match="max_batches must be a positive int, got 0"):
+        evaluate(model, train_loader, max_batches=0)
     with pytest.raises(ValueError, match="sample_every=0"):
         train(model, train_loader, config=TrainConfig(max_steps=1, progress=False, log=False))  # samples need GPT-2's vocabulary
-    with pytest.raises(ValueError, match="checkpoint_dir"):
+
+
+def test_resume_without_a_checkpoint_is_an_error_not_a_fresh_start(tmp_path, tiny):
+    model, (train_loader, _) = GPT(tiny), loaders()
+    with pytest.raises(ValueError, match="resume=True needs TrainConfig.checkpoint_dir"):
         train(model, train_loader, config=TrainConfig(max_steps=1, **QUIET), resume=True)
+    with pytest.raises(FileNotFoundError, match=rf"resume=True, but TrainConfig.checkpoint_dir='{tmp_path}' holds no checkpoint"):
+        train(model, train_loader, config=TrainConfig(max_steps=1, checkpoint_dir=tmp_path, **QUIET), resume=True)
+    assert os.listdir(tmp_path) == []
 
 
-def test_evaluate_restores_mode_and_data_order():
-    model = GPT(TINY).train()
+def test_an_unwritable_checkpoint_dir_fails_before_the_first_step(tmp_path, tiny, monkeypatch):
+    (tmp_path / "notes.txt").write_text("a file where the directory should be")
+    config = TrainConfig(max_steps=50, checkpoint_dir=tmp_path / "notes.txt" / "run", **QUIET)
+
+    def no_work(*args):
+        raise AssertionError("train computed a loss before checking that it can save its checkpoints")
+
+    monkeypatch.setattr(train_module, "batch_loss", no_work)
+    with pytest.raises(ValueError, match=r"TrainConfig.checkpoint_dir='.*notes.txt/run' is not a directory files can be written to"):
+        train(GPT(tiny), loaders()[0], config=config)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only directories anyway")
+def test_a_read_only_checkpoint_dir_fails_before_the_first_step(tmp_path, tiny, monkeypatch):
+    monkeypatch.setattr(train_module, "batch_loss", lambda *a: pytest.fail("trained before checking checkpoint_dir"))
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match="Permission denied"):
+            train(GPT(tiny), loaders()[0], config=TrainConfig(max_steps=50, checkpoint_dir=tmp_path, **QUIET))
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_evaluate_restores_mode_and_data_order(tiny):
+    model = GPT(tiny).train()
     train_loader, val_loader = loaders()
     state = train_loader.generator.get_state()
     loss = evaluate(model, train_loader, max_batches=3)
@@ -91,9 +150,9 @@ def test_evaluate_restores_mode_and_data_order():
     assert loss == pytest.approx(math.log(97), abs=0.5)  # untrained: close to the uniform guess
 
 
-def test_training_lowers_the_loss_and_fills_the_history():
+def test_training_lowers_the_loss_and_fills_the_history(tiny):
     torch.manual_seed(0)
-    model = GPT(TINY)
+    model = GPT(tiny)
     train_loader, val_loader = loaders()
     cfg = TrainConfig(max_steps=40, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=15, eval_batches=4, **QUIET)
     history = train(model, train_loader, val_loader, cfg)
@@ -105,8 +164,8 @@ def test_training_lowers_the_loss_and_fills_the_history():
     assert history.lr == [lr_at(0, cfg), lr_at(14, cfg), lr_at(29, cfg), lr_at(39, cfg)]
 
 
-def test_gradient_accumulation_equals_one_big_batch():
-    cfg = GPTConfig(**{**TINY.to_dict(), "drop_rate": 0.0})
+def test_gradient_accumulation_equals_one_big_batch(tiny_config):
+    cfg = tiny_config  # no dropout: the two runs must see the same network
     results = []
     for batch_size, accum in [(4, 1), (2, 2)]:
         torch.manual_seed(0)
@@ -119,10 +178,10 @@ def test_gradient_accumulation_equals_one_big_batch():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_mixed_precision_paths_run(dtype):
+def test_mixed_precision_paths_run(dtype, tiny):
     """bf16 autocast, and fp16 with a gradient scaler (what a T4 uses), exercised on the CPU."""
     torch.manual_seed(0)
-    model = GPT(TINY)
+    model = GPT(tiny)
     train_loader, val_loader = loaders()
     history = train(model, train_loader, val_loader, TrainConfig(max_steps=4, warmup_steps=1, eval_every=4, eval_batches=2, dtype=dtype, **QUIET))
     assert all(math.isfinite(x) for x in history.val_loss) and history.val_loss[-1] < history.val_loss[0]
@@ -141,15 +200,15 @@ def test_samples_are_recorded():
     assert all(math.isnan(v) for v in history.val_loss)  # no validation loader
 
 
-def test_resume_continues_exactly_where_the_checkpoint_stopped(tmp_path, monkeypatch):
+def test_resume_continues_exactly_where_the_checkpoint_stopped(tmp_path, monkeypatch, tiny):
     """Interrupted at step 5 after a checkpoint at step 4, then resumed: the same as one run."""
     cfg = TrainConfig(max_steps=8, lr=3e-3, warmup_steps=2, eval_every=3, eval_batches=2, checkpoint_every=4, **QUIET)
 
-    def run(directory, die_at=None, seed=0):
+    def run(directory, die_at=None, seed=0, resume=False):
         torch.manual_seed(seed)
-        model = GPT(TINY)  # dropout on: the random state must be restored too
+        model = GPT(tiny)  # dropout on: the random state must be restored too
         train_loader, val_loader = loaders(batch_size=4)  # shuffled: so must the data order
-        config = TrainConfig(**{**cfg.__dict__, "checkpoint_dir": directory})
+        config = dataclasses.replace(cfg, checkpoint_dir=directory)
         if die_at is not None:
             real_lr_at = train_module.lr_at
 
@@ -160,39 +219,32 @@ def test_resume_continues_exactly_where_the_checkpoint_stopped(tmp_path, monkeyp
 
             monkeypatch.setattr(train_module, "lr_at", dying)
         try:
-            return model, train(model, train_loader, val_loader, config, resume=True)
+            return model, train(model, train_loader, val_loader, config, resume=resume)
         finally:
             monkeypatch.undo()
 
     reference, ref_history = run(tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "resumed", die_at=5)
-    assert load_checkpoint(tmp_path / "resumed", GPT(TINY))["step"] == 4
-    resumed, history = run(tmp_path / "resumed", seed=1)  # different initial weights: all must come from the checkpoint
+    assert load_checkpoint(tmp_path / "resumed", GPT(tiny))["step"] == 4
+    resumed, history = run(tmp_path / "resumed", seed=1, resume=True)  # other initial weights: all must come from the checkpoint
     for name, tensor in reference.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
     for key in ("step", "tokens_seen", "train_loss", "val_loss", "lr", "step_loss"):
         assert getattr(history, key) == getattr(ref_history, key), key
-    assert isinstance(history, History)
 
 
-def test_checkpoint_files_are_safe_to_load(tmp_path):
+def test_a_run_saves_one_checkpoint_file_that_loads_without_code(tmp_path, tiny):
     torch.manual_seed(0)
-    model = GPT(TINY)
+    model = GPT(tiny)
     train_loader, _ = loaders()
     train(model, train_loader, config=TrainConfig(max_steps=2, warmup_steps=1, eval_every=2, eval_batches=1, checkpoint_dir=tmp_path, **QUIET))
-    with safe_open(tmp_path / "model.safetensors", "pt") as f:
-        keys = set(f.keys())
-    assert len(keys & {"tok_emb.weight", "out_head.weight"}) == 1  # the tied tensor is stored once
-    state = torch.load(tmp_path / "trainer.pt", weights_only=True)  # no pickled code inside
-    assert state["step"] == 2
-    fresh = GPT(TINY)
+    assert os.listdir(tmp_path) == [CHECKPOINT_FILE]
+    checkpoint = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)  # no pickled code inside
+    assert checkpoint["state"]["step"] == 2 and checkpoint["state"]["history"]["step"] == [0, 2]
+    fresh = GPT(tiny)
     load_checkpoint(tmp_path, fresh)
-    assert fresh.out_head.weight is fresh.tok_emb.weight
-    torch.testing.assert_close(fresh.tok_emb.weight, model.tok_emb.weight)
-    with pytest.raises(FileNotFoundError, match="trainer.pt"):
-        (tmp_path / "trainer.pt").unlink()
-        load_checkpoint(tmp_path, fresh)
+    torch.testing.assert_close(fresh.tok_emb.weight, model.tok_emb.weight, rtol=0, atol=0)
 
 
 def test_loss_and_schedule_figures():

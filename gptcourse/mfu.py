@@ -1,0 +1,212 @@
+"""How fast a GPT trains, and how close that is to what the hardware can do (chapter 10).
+
+Model FLOP Utilization (MFU, PaLM appendix B) is the FLOP/s the model's own arithmetic
+needs at the measured speed, divided by the device's peak FLOP/s **for the precision in
+use**:
+
+    MFU = (FLOPs per training step / seconds per step) / peak FLOP/s
+
+The FLOPs come from the exact count of `gptcourse.flops`; the peak from the datasheets
+(`gptcourse.peaks`) on a GPU, or from a large matmul measured here on a CPU.
+
+    >>> tokens_per_second, mfu = measure_throughput(model, config, batch_size=32)
+    >>> m = measure_training(model, config, batch_size=8)   # everything: times, memory, both peaks
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .checks import non_negative_int, positive_int
+from .config import GPTConfig
+from .device import autocast_dtype
+from .flops import batch_shape, count_flops, model_config
+from .memory import attention_of, estimate_memory
+from .peaks import matmul_precision, peak_flops
+from .timing import make_train_step, measure_peak_flops, time_calls
+
+
+@dataclass(frozen=True)
+class TrainingMeasurement:
+    """What `measure_training` measured (chapter 10). Times in seconds, memory in bytes, FLOPs exact."""
+
+    device: str  # the GPU's name, or "cpu"
+    precision: str  # the matmuls' precision, a peak-table key: fp32, tf32, bf16 or fp16
+    batch_size: int
+    seq_len: int
+    step_times: tuple[float, ...]
+    flops_per_step: int  # exact, from gptcourse.flops.count_flops (forward + backward)
+    peak_flops: float  # the denominator of `mfu`
+    peak_source: str  # "datasheet", "measured matmul" or "given"
+    measured_peak_flops: float | None  # a large matmul's FLOP/s on this device, when measured
+    peak_memory: int | None  # torch.cuda.max_memory_allocated() during the steps (GPU only)
+    estimated_memory: int  # estimate_memory(...).total
+
+    @classmethod
+    def from_step_times(
+        cls,
+        model: torch.nn.Module,
+        config: GPTConfig | Mapping[str, Any] | str | None,
+        batch_size: int,
+        seq_len: int | None,
+        step_times: Sequence[float],
+        dtype: torch.dtype | None = None,
+        peak: float | None = None,
+        measure_peak: bool = False,
+        peak_memory: int | None = None,
+    ) -> TrainingMeasurement:
+        """The measurement of training steps timed elsewhere (e.g. by `gptcourse.peers.compare`).
+
+        MFU is taken against ``peak`` when given, else the datasheet peak for the precision
+        (GPU), else a measured matmul peak (CPU, where it is always measured). On a GPU,
+        ``measure_peak=True`` measures the matmul peak too, so that both MFUs are reported.
+        """
+        if not step_times:
+            raise ValueError("step_times: give at least one step time, in seconds.")
+        cfg = model_config(model, config)
+        batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
+        device = next(model.parameters()).device
+        dtype = autocast_dtype(device) if dtype is None else dtype
+        precision = matmul_precision(device, dtype)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        measured = measure_peak_flops(device, dtype) if measure_peak or device.type != "cuda" else None
+        if peak is not None:
+            denominator, source = peak_flops(name, precision, peak=peak), "given"
+        elif device.type == "cuda":
+            denominator, source = peak_flops(name, precision), "datasheet"
+        else:
+            denominator, source = measured, "measured matmul"
+        estimate = estimate_memory(cfg, batch_size, seq_len, dtype=dtype, attention=attention_of(model), device_type=device.type)
+        return cls(
+            device=name,
+            precision=precision,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            step_times=tuple(step_times),
+            flops_per_step=count_flops(cfg, batch_size, seq_len, training=True).total,
+            peak_flops=denominator,
+            peak_source=source,
+            measured_peak_flops=measured,
+            peak_memory=peak_memory,
+            estimated_memory=estimate.total,
+        )
+
+    @property
+    def step_time(self) -> float:
+        """The median step time."""
+        return statistics.median(self.step_times)
+
+    @property
+    def spread(self) -> float:
+        """(slowest − fastest) / median: how noisy the steps were."""
+        return (max(self.step_times) - min(self.step_times)) / self.step_time
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.batch_size * self.seq_len / self.step_time
+
+    @property
+    def flops_per_token(self) -> float:
+        return self.flops_per_step / (self.batch_size * self.seq_len)
+
+    @property
+    def achieved_flops(self) -> float:
+        """Model FLOP/s: the exact FLOPs of a step divided by its median time."""
+        return self.flops_per_step / self.step_time
+
+    @property
+    def mfu(self) -> float:
+        return self.achieved_flops / self.peak_flops
+
+    @property
+    def mfu_vs_measured(self) -> float | None:
+        """MFU against the measured matmul peak (what this device can actually reach)."""
+        return None if self.measured_peak_flops is None else self.achieved_flops / self.measured_peak_flops
+
+    def summary(self) -> str:
+        """A few lines for a person: step time and spread, tokens/s, FLOP/s, MFU, memory."""
+        lines = [
+            f"{self.device}, {self.precision}, batch {self.batch_size} × {self.seq_len} tokens",
+            f"  step {self.step_time * 1e3:.1f} ms (median of {len(self.step_times)}, spread {self.spread:.0%}), "
+            f"{self.tokens_per_second:,.0f} tokens/s",
+            f"  {self.flops_per_token / 1e6:.1f} MFLOP/token -> {self.achieved_flops / 1e9:,.1f} GFLOP/s achieved",
+            f"  MFU {self.mfu:.1%} of {self.peak_flops / 1e12:.3g} TFLOP/s ({self.peak_source})",
+        ]
+        if self.measured_peak_flops is not None and self.peak_source != "measured matmul":
+            lines.append(f"  MFU {self.mfu_vs_measured:.1%} of the measured matmul peak, {self.measured_peak_flops / 1e12:.3g} TFLOP/s")
+        if self.mfu > 1 or (self.mfu_vs_measured or 0) > 1:
+            lines.append(
+                "  (above 100%: the peak was measured while the machine was busier, or at a size that runs slower "
+                "than these matmuls; measure_peak_flops(..., refresh=True) measures it again)"
+            )
+        if self.peak_memory is not None:
+            lines.append(f"  peak memory {self.peak_memory / 2**30:.2f} GiB (estimate {self.estimated_memory / 2**30:.2f} GiB)")
+        return "\n".join(lines)
+
+
+def measure_training(
+    model: torch.nn.Module,
+    config: GPTConfig | Mapping[str, Any] | str | None = None,
+    batch_size: int = 8,
+    seq_len: int | None = None,
+    steps: int = 10,
+    warmup: int = 3,
+    dtype: torch.dtype | None = None,
+    peak: float | None = None,
+    measure_peak: bool = False,
+    seed: int = 0,
+) -> TrainingMeasurement:
+    """Time `steps` training steps after `warmup` untimed ones; report speed, MFU and memory.
+
+    Defined in chapter 10. ``config`` defaults to ``model.config``; ``seq_len`` to its
+    context length. ``dtype`` is the autocast dtype (default:
+    `gptcourse.device.autocast_dtype`: bf16 on Ampere and newer, fp16 on older GPUs, fp32
+    on a CPU). MFU is taken against ``peak`` when given, else the datasheet peak for that
+    precision (GPU), else a measured matmul peak (CPU). ``measure_peak=True`` also
+    measures the matmul peak on a GPU (a CPU always measures it), so that both MFUs are
+    reported. The model's weights are left unchanged (the optimizer runs with lr=0) and
+    its training mode restored.
+    """
+    cfg = model_config(model, config)
+    batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
+    steps, warmup = positive_int("steps", steps), non_negative_int("warmup", warmup)
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(device) if dtype is None else dtype
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    inputs = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=generator).to(device)
+    targets = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=generator).to(device)
+    was_training = model.training
+    model.train()
+    step = make_train_step(model, inputs, targets, dtype)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        times = time_calls(step, device, repeats=steps, warmup=warmup)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return TrainingMeasurement.from_step_times(
+        model, cfg, batch_size, seq_len, times, dtype=dtype, peak=peak, measure_peak=measure_peak, peak_memory=peak_memory
+    )
+
+
+def measure_throughput(
+    model: torch.nn.Module,
+    config: GPTConfig | Mapping[str, Any] | str | None = None,
+    batch_size: int = 32,
+    **kwargs: Any,
+) -> tuple[float, float]:
+    """``(tokens_per_second, mfu)`` of training `model` (the SPEC's call); chapter 10.
+
+    A thin wrapper of `measure_training` (same keyword arguments: ``seq_len``, ``steps``,
+    ``warmup``, ``dtype``, ``peak``): on a GPU, MFU against the datasheet peak for the
+    precision in use; on a CPU, against the measured matmul peak.
+    """
+    m = measure_training(model, config, batch_size=batch_size, **kwargs)
+    return m.tokens_per_second, m.mfu

@@ -1,0 +1,137 @@
+"""Timing done right: warm-up, synchronize, several samples (chapter 10).
+
+Three things go wrong when timing GPU work: the first calls are slow (kernel selection,
+allocator growth, AdamW's state), the host only *queues* kernels (read the clock after
+synchronizing, or let CUDA events timestamp the GPU's own work), and one sample is noise.
+`time_calls` does all three right; `make_train_step` is the training step everything in
+chapter 10 times; `measure_peak_flops` and `measure_bandwidth` measure what the device
+can reach, for MFU on a CPU and for the roofline.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .checks import non_negative_int, optional_positive_int, positive_int
+from .device import autocast, get_device, needs_grad_scaler
+from .train import cross_entropy_loss
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work: GPU kernels run asynchronously (chapter 10)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device | str, repeats: int = 5, warmup: int = 2) -> list[float]:
+    """Seconds taken by each of `repeats` calls of `fn`, after `warmup` untimed calls.
+
+    Defined in chapter 10. On a GPU each call is timed by CUDA events recorded around it
+    (the host only queues the work; the events mark when the GPU ran it); elsewhere with
+    ``time.perf_counter`` after synchronizing.
+    """
+    repeats, warmup = non_negative_int("repeats", repeats), non_negative_int("warmup", warmup)
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if device.type == "cuda":
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize(device)
+        return [start.elapsed_time(end) / 1e3 for start, end in events]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def make_train_step(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    dtype: torch.dtype,
+    lr: float = 0.0,
+) -> Callable[[], None]:
+    """One training step (forward, loss, backward, AdamW) as a function of no arguments.
+
+    Defined in chapter 10. `model(inputs)` must return logits (B, T, vocab): other
+    libraries' models are adapted to that in `gptcourse.peers`. The loss is
+    `gptcourse.train.cross_entropy_loss`, under autocast in `dtype`. ``lr=0`` by default:
+    the optimizer does all its work, but measuring does not change the weights. fp16 gets
+    a gradient scaler, as it would in training.
+    """
+    device = inputs.device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scaler = torch.amp.GradScaler(device.type) if needs_grad_scaler(dtype) else None
+
+    def step() -> None:
+        with autocast(device, dtype):
+            loss = cross_entropy_loss(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    step.optimizer = optimizer  # type: ignore[attr-defined]
+    return step
+
+
+_MEASURED_PEAKS: dict[tuple[str, str, int], float] = {}
+
+
+def measure_peak_flops(
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    n: int | None = None,
+    repeats: int = 7,
+    warmup: int = 2,
+    refresh: bool = False,
+) -> float:
+    """The achievable matmul FLOP/s: the median over `repeats` of an (n×n)·(n×n) product.
+
+    Defined in chapter 10. ``n`` defaults to 8192 on a GPU and 1024 on a CPU (large enough
+    to be compute-bound, small enough to take well under a second). The result is
+    remembered per (device, dtype, n) so that a notebook's MFU figures share one
+    denominator; ``refresh=True`` measures again.
+    """
+    device = get_device() if device is None else torch.device(device)
+    n = optional_positive_int("n", n) or (8192 if device.type == "cuda" else 1024)
+    repeats = positive_int("repeats", repeats)
+    key = (str(device), str(dtype), n)
+    if key in _MEASURED_PEAKS and not refresh:
+        return _MEASURED_PEAKS[key]
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
+    times = time_calls(lambda: a @ b, device, repeats=repeats, warmup=warmup)
+    _MEASURED_PEAKS[key] = 2 * n**3 / statistics.median(times)
+    return _MEASURED_PEAKS[key]
+
+
+def measure_bandwidth(device: torch.device | str | None = None, n_bytes: int = 256 * 2**20, repeats: int = 7) -> float:
+    """Memory bandwidth in bytes/s: a copy of `n_bytes` reads and writes each byte once (chapter 10)."""
+    device = get_device() if device is None else torch.device(device)
+    n_bytes, repeats = positive_int("n_bytes", n_bytes), positive_int("repeats", repeats)
+    src = torch.ones(max(1, n_bytes // 4), device=device)
+    dst = torch.empty_like(src)
+    times = time_calls(lambda: dst.copy_(src), device, repeats=repeats)
+    return 2 * src.numel() * 4 / statistics.median(times)

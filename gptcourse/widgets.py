@@ -1,0 +1,263 @@
+"""The chapters' interactive figures: a figure with controls that redraw it (chapters 3 and 9).
+
+Both apps are a `LiveFigure`. Made the last line of a notebook cell, one shows its
+ipywidgets controls, then its figure as an ordinary image (what a page rendered without a
+kernel shows, e.g. the book online) and an optional Markdown table; with a kernel running,
+moving a control redraws the figure and the table in place.
+
+    attention_explorer(sentences, embedding)     # chapter 3
+    flop_calculator(preset="gpt2-small")          # chapter 9
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from .checks import finite_number, one_of
+from .config import PRESETS, GPTConfig
+from .flops import count_flops, flops_per_token_6n
+from .memory import estimate_memory
+from .peaks import autocast_precision, device_peaks, peak_flops, precision_dtype
+from .plots import COLORS, plot_attention
+from .tokenizer import get_tokenizer
+
+
+class LiveFigure:
+    """A figure, and an optional Markdown table, redrawn in place when a control changes.
+
+    Defined in chapter 3. A subclass builds its ipywidgets ``controls`` (one widget, e.g. a
+    ``VBox``), passes them with the widgets to ``watch`` to ``__init__``, and defines
+    `figure` (and `markdown`, for a table under the figure).
+    """
+
+    def __init__(self, controls, watch: Sequence) -> None:
+        self.controls = controls
+        self._handles: list = []  # IPython display handles: the figure's, then the table's
+        for widget in watch:
+            widget.observe(self._redraw, names="value")
+
+    def figure(self) -> Figure:
+        """The figure of the current state of the controls."""
+        raise NotImplementedError
+
+    def markdown(self) -> str:
+        """A Markdown table shown under the figure ("" for none)."""
+        return ""
+
+    def _redraw(self, _change=None) -> None:
+        if not self._handles:  # not shown yet: nothing to redraw
+            return
+        from IPython.display import Markdown
+
+        fig = self.figure()
+        self._handles[0].update(fig)
+        if len(self._handles) > 1:
+            self._handles[1].update(Markdown(self.markdown()))
+        plt.close(fig)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Markdown, display
+
+        display(self.controls)
+        fig = self.figure()
+        self._handles = [display(fig, display_id=True)]  # a plain figure: what a page without a kernel shows
+        plt.close(fig)
+        table = self.markdown()
+        if table:
+            self._handles.append(display(Markdown(table), display_id=True))
+
+
+# ---- chapter 3: attention
+
+
+def _attention_weights(x: torch.Tensor, causal: bool, scale: bool, temperature: float) -> torch.Tensor:
+    """softmax(x xᵀ [/ √d] / temperature) with an optional causal mask: the explorer's attention."""
+    scores = x @ x.T  # (T, T): queries and keys are the embeddings themselves
+    if scale:
+        scores = scores / math.sqrt(x.shape[-1])
+    scores = scores / temperature
+    if causal:
+        future = torch.triu(torch.ones_like(scores, dtype=torch.bool), diagonal=1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1)
+
+
+class AttentionExplorer(LiveFigure):
+    """Attention weights of a sentence, with controls for the mask, the scale and the temperature.
+
+    Defined in chapter 3. The queries and keys are the tokens' embeddings themselves
+    (chapter 3's simplified self-attention), so what changes the picture is only the mask,
+    the 1/√d scale and the softmax's temperature.
+    """
+
+    def __init__(
+        self,
+        sentences: list[str],
+        embedding: torch.nn.Embedding,
+        tokenizer=None,
+        causal: bool = True,
+        scale: bool = True,
+        temperature: float = 1.0,
+    ):
+        import ipywidgets as widgets
+
+        if not sentences:
+            raise ValueError("sentences: give at least one sentence to explore.")
+        finite_number("temperature", temperature, strictly_above=0)
+        self.tokenizer = tokenizer or get_tokenizer()
+        self.embedding = embedding
+        self.sentence = widgets.Dropdown(
+            options=list(sentences), value=sentences[0], description="sentence", layout=widgets.Layout(width="95%")
+        )
+        self.causal = widgets.Checkbox(value=causal, description="causal mask")
+        self.scale = widgets.Checkbox(value=scale, description="scale scores by 1/√d")
+        self.temperature = widgets.FloatLogSlider(
+            value=temperature, base=2, min=-3, max=4, step=0.25, description="temperature", readout_format=".3g"
+        )
+        controls = widgets.VBox([self.sentence, widgets.HBox([self.causal, self.scale]), self.temperature])
+        super().__init__(controls, [self.sentence, self.causal, self.scale, self.temperature])
+
+    def weights(self) -> tuple[list[str], torch.Tensor]:
+        """The tokens of the chosen sentence and their (T, T) attention weights."""
+        ids = self.tokenizer.encode(self.sentence.value)
+        with torch.no_grad():
+            x = self.embedding(torch.tensor(ids, device=self.embedding.weight.device)).float().cpu()  # (T, d)
+        tokens = [self.tokenizer.decode([i]) for i in ids]
+        return tokens, _attention_weights(x, self.causal.value, self.scale.value, self.temperature.value)
+
+    def figure(self) -> Figure:
+        tokens, weights = self.weights()
+        scale = f"/ √{self.embedding.embedding_dim}" if self.scale.value else "unscaled"
+        mask = "causal" if self.causal.value else "no mask"
+        return plot_attention(weights, tokens, f"softmax(x·xᵀ {scale} / {self.temperature.value:.3g}), {mask}")
+
+
+def attention_explorer(
+    sentences: list[str],
+    embedding: torch.nn.Embedding,
+    tokenizer=None,
+    causal: bool = True,
+    scale: bool = True,
+    temperature: float = 1.0,
+) -> AttentionExplorer:
+    """An `AttentionExplorer` (chapter 3): make it the last line of a cell to show it."""
+    return AttentionExplorer(sentences, embedding, tokenizer, causal, scale, temperature)
+
+
+# ---- chapter 9: FLOPs
+
+
+def _short(device_name: str) -> str:
+    return device_name.replace("NVIDIA ", "").replace("Tesla ", "")
+
+
+class FlopCalculator(LiveFigure):
+    """FLOPs, time and memory of a training step, with controls for size, context and batch.
+
+    Defined in chapter 9. Time per step = FLOPs ÷ (the device's peak × an assumed MFU);
+    with mixed precision, each GPU runs in the 16-bit precision its `gptcourse.peaks`
+    entry says it has (fp16 on a T4, which has no bf16; bf16 on an A100). Memory is
+    `gptcourse.memory.estimate_memory`.
+    """
+
+    DEVICES = (("Tesla T4", 16), ("NVIDIA A100-SXM4-80GB", 80))  # name, GB of memory
+
+    def __init__(
+        self,
+        preset: str = "gpt2-small",
+        context_length: int = 1024,
+        batch_size: int = 8,
+        mixed_precision: bool = True,
+        mfu: float = 0.4,
+    ):
+        import ipywidgets as widgets
+
+        one_of("preset", preset, PRESETS)
+        contexts = [2**k for k in range(6, 15)]
+        one_of("context_length", context_length, contexts)
+        finite_number("mfu", mfu, strictly_above=0)
+        self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="size")
+        self.context = widgets.SelectionSlider(options=contexts, value=context_length, description="context T")
+        self.batch = widgets.IntSlider(value=batch_size, min=1, max=64, description="batch B")
+        mixed = ", ".join(f"{autocast_precision(name)} on the {_short(name).split('-')[0]}" for name, _ in self.DEVICES)
+        self.mixed = widgets.Checkbox(value=mixed_precision, description=f"mixed precision ({mixed})")
+        self.mfu = widgets.FloatSlider(value=mfu, min=0.05, max=0.8, step=0.05, description="assumed MFU", readout_format=".0%")
+        controls = widgets.VBox([widgets.HBox([self.preset, self.context]), widgets.HBox([self.batch, self.mfu]), self.mixed])
+        super().__init__(controls, [self.preset, self.context, self.batch, self.mixed, self.mfu])
+
+    def config(self) -> GPTConfig:
+        """The chosen size, at the chosen context length."""
+        return dataclasses.replace(GPTConfig.from_preset(self.preset.value), context_length=self.context.value)
+
+    def numbers(self) -> dict:
+        """The state: FLOP count, 6N estimate, and per device its precision, peak, time and memory."""
+        cfg, b = self.config(), self.batch.value
+        count = count_flops(cfg, b, cfg.context_length)
+        devices = {}
+        for name, gb in self.DEVICES:
+            precision = autocast_precision(name) if self.mixed.value else "fp32"
+            peak = peak_flops(name, precision)
+            step = count.total / (peak * self.mfu.value)
+            memory = estimate_memory(cfg, b, dtype=precision_dtype(precision))
+            devices[name] = {"precision": precision, "peak": peak, "step_s": step, "tokens_per_s": count.tokens / step}
+            devices[name].update(memory=memory, memory_gb=gb, label=device_peaks(name).name)
+        return {"config": cfg, "count": count, "devices": devices, "six_n": flops_per_token_6n(cfg) * count.tokens}
+
+    def figure(self) -> Figure:
+        state = self.numbers()
+        count = state["count"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
+        rows = count.rows()
+        left.barh([r["component"] for r in rows][::-1], [r["total"] / 1e12 for r in rows][::-1], color=COLORS[0])
+        left.set_xlabel("TFLOPs per training step")
+        left.set_title(f"{count.total / 1e12:,.1f} TFLOPs per step ({count.per_token / 1e9:.2f} GFLOP/token)", fontsize=11)
+        parts = ["weights", "gradients", "optimizer", "activations", "logits"]
+        top = 0.0
+        for x, d in enumerate(state["devices"].values()):
+            bottom, sizes = 0.0, d["memory"].to_dict()
+            for i, part in enumerate(parts):
+                right.bar(x, sizes[part] / 1e9, bottom=bottom, color=COLORS[i], label=part if x == 0 else None)
+                bottom += sizes[part] / 1e9
+            right.hlines(d["memory_gb"], x - 0.45, x + 0.45, color="black", ls="--", lw=1)
+            right.text(x, d["memory_gb"], f"{d['memory_gb']} GB", ha="center", va="bottom", fontsize=8)
+            top = max(top, 1.15 * bottom, 1.15 * d["memory_gb"])
+        right.set_xticks(range(len(state["devices"])), [f"{_short(n)}\n{d['precision']}" for n, d in state["devices"].items()], fontsize=8)
+        right.set_ylim(0, top)
+        right.set_ylabel("GB")
+        right.set_title("estimated memory of a step; dashed: the GPU's", fontsize=11)
+        right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        return fig
+
+    def markdown(self) -> str:
+        """The state as a Markdown table."""
+        state = self.numbers()
+        count = state["count"]
+        lines = [
+            "| | |",
+            "| --- | --- |",
+            f"| FLOPs per step (forward + backward) | {count.total:.3e} ({count.forward_total:.3e} + {count.backward_total:.3e}) |",
+            f"| 6N estimate | {state['six_n']:.3e} ({state['six_n'] / count.total - 1:+.1%}) |",
+            f"| attention matrix share | {count.attention_share:.1%} |",
+        ]
+        for d in state["devices"].values():
+            total = d["memory"].total
+            fits = "fits" if total <= d["memory_gb"] * 1e9 else "does **not** fit"
+            lines.append(
+                f"| {d['label']}, {d['precision']} ({d['peak'] / 1e12:g} TFLOP/s) at {self.mfu.value:.0%} MFU | "
+                f"{d['step_s'] * 1e3:,.0f} ms/step, {d['tokens_per_s']:,.0f} tokens/s; "
+                f"memory ≈ {total / 1e9:,.1f} GB: {fits} in {d['memory_gb']} GB |"
+            )
+        return "\n".join(lines)
+
+
+def flop_calculator(
+    preset: str = "gpt2-small", context_length: int = 1024, batch_size: int = 8, mixed_precision: bool = True, mfu: float = 0.4
+) -> FlopCalculator:
+    """A `FlopCalculator` (chapter 9): make it the last line of a cell to show it."""
+    return FlopCalculator(preset, context_length, batch_size, mixed_precision, mfu)

@@ -1,0 +1,70 @@
+"""Tokens/s and MFU of a training step (chapter 10), on a CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gptcourse import GPT, GPTConfig
+from gptcourse.flops import count_flops
+from gptcourse.memory import estimate_memory
+from gptcourse.mfu import TrainingMeasurement, measure_throughput, measure_training
+
+TINY = GPTConfig(vocab_size=128, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
+
+
+def test_throughput_on_a_tiny_model():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tokens_per_second, mfu = measure_throughput(model, TINY, batch_size=2, steps=2, warmup=1)
+    assert math.isfinite(tokens_per_second) and tokens_per_second > 0
+    assert math.isfinite(mfu) and mfu > 0
+    for k, v in model.state_dict().items():  # measuring does not train the model
+        torch.testing.assert_close(v, before[k], msg=f"{k} changed while measuring")
+
+
+def test_measure_training_reports_everything():
+    model = GPT(TINY, attention="manual").eval()
+    m = measure_training(model, batch_size=2, seq_len=8, steps=3, warmup=1)
+    assert not model.training, "the model's mode is restored"
+    assert len(m.step_times) == 3 and m.step_time > 0 and m.spread >= 0
+    assert m.flops_per_step == count_flops(TINY, 2, 8).total
+    assert m.peak_source == "measured matmul" and m.mfu == m.mfu_vs_measured
+    assert m.precision == "fp32" and m.device == "cpu"
+    assert m.tokens_per_second == pytest.approx(16 / m.step_time)
+    assert m.estimated_memory == estimate_memory(TINY, 2, 8, attention="manual", device_type="cpu").total
+    assert m.peak_memory is None  # no CUDA here
+    given = measure_training(model, batch_size=2, seq_len=8, steps=2, warmup=1, peak=1e12)
+    assert given.peak_source == "given" and given.mfu_vs_measured is not None
+    assert "MFU" in given.summary()
+
+
+def test_mfu_is_flops_over_time_over_peak():
+    model = GPT(TINY)
+    m = TrainingMeasurement.from_step_times(model, None, 4, 16, [0.5, 0.1, 0.2], peak=1e9)
+    assert m.step_time == 0.2 and m.spread == pytest.approx(2.0)
+    assert m.mfu == pytest.approx(count_flops(TINY, 4, 16).total / 0.2 / 1e9)
+    assert m.tokens_per_second == pytest.approx(64 / 0.2)
+
+
+@pytest.mark.parametrize("steps", [0, -2])
+def test_throughput_rejects_no_steps(steps):
+    with pytest.raises(ValueError, match=f"steps must be a positive int, got {steps}"):
+        measure_throughput(GPT(TINY), TINY, batch_size=2, steps=steps)
+
+
+def test_other_bad_measurements_are_clear_errors():
+    model = GPT(TINY)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        measure_training(model, batch_size=0)
+    with pytest.raises(ValueError, match="seq_len must be at most the context length"):
+        measure_training(model, seq_len=32)
+    with pytest.raises(ValueError, match="warmup must be an int >= 0"):
+        measure_training(model, warmup=-1)
+    with pytest.raises(ValueError, match="step_times"):
+        TrainingMeasurement.from_step_times(model, None, 2, 8, [])
+    with pytest.raises(ValueError, match="peak must be > 0"):
+        measure_training(model, batch_size=1, steps=1, warmup=0, peak=0)

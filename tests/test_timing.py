@@ -1,0 +1,75 @@
+"""Timing: warm-up, several samples, the training step everything times (chapter 10), on a CPU."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from gptcourse import GPT, GPTConfig
+from gptcourse.timing import make_train_step, measure_bandwidth, measure_peak_flops, synchronize, time_calls
+from gptcourse.train import cross_entropy_loss
+
+TINY = GPTConfig(vocab_size=64, context_length=8, emb_dim=16, n_heads=2, n_layers=1)
+
+
+def test_time_calls_warms_up_then_times_each_call():
+    calls = []
+
+    def fn():
+        time.sleep(0.05 if not calls else 0.002)  # a slow first call, as a GPU's first step
+        calls.append(1)
+
+    times = time_calls(fn, "cpu", repeats=4, warmup=1)
+    assert len(calls) == 5 and len(times) == 4
+    assert max(times) < 0.04, "the slow first call is warm-up, never timed"
+    assert all(t >= 0.002 for t in times)
+    assert time_calls(fn, "cpu", repeats=0, warmup=2) == []  # warm-up only
+
+
+def test_time_calls_rejects_negative_counts():
+    with pytest.raises(ValueError, match="repeats must be an int >= 0, got -1"):
+        time_calls(lambda: None, "cpu", repeats=-1)
+    with pytest.raises(TypeError, match="warmup"):
+        time_calls(lambda: None, "cpu", warmup=1.5)
+
+
+def test_train_step_does_the_work_but_leaves_the_weights():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randint(0, 64, (2, 8))
+    step = make_train_step(model, x, x, torch.float32)
+    step()
+    assert all(p.grad is not None for p in model.parameters()), "a full backward pass"
+    assert step.optimizer.state, "AdamW keeps its moments"
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=f"lr=0: {k} must not change")
+    synchronize("cpu")  # nothing to wait for on a CPU
+
+
+def test_train_step_with_a_learning_rate_lowers_the_loss():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    x, y = torch.randint(0, 64, (4, 8)), torch.randint(0, 64, (4, 8))
+    start = cross_entropy_loss(model(x), y).item()
+    step = make_train_step(model, x, y, torch.float32, lr=1e-2)
+    for _ in range(10):
+        step()
+    assert cross_entropy_loss(model(x), y).item() < start - 0.5
+
+
+def test_measured_peak_is_remembered_until_refreshed():
+    first = measure_peak_flops("cpu", torch.float32, n=128, repeats=3, warmup=1, refresh=True)
+    assert math.isfinite(first) and first > 1e6
+    assert measure_peak_flops("cpu", torch.float32, n=128) == first  # one denominator for a whole notebook
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        measure_peak_flops("cpu", n=0)
+
+
+def test_bandwidth_is_positive():
+    assert measure_bandwidth("cpu", n_bytes=2**20, repeats=3) > 1e6
+    with pytest.raises(ValueError, match="n_bytes"):
+        measure_bandwidth("cpu", n_bytes=0)

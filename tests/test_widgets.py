@@ -1,0 +1,140 @@
+"""The live figures: a static figure first, controls that redraw it in place (gptcourse.widgets)."""
+
+from __future__ import annotations
+
+import math
+
+import IPython.display
+import ipywidgets
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from gptcourse.flops import count_flops
+from gptcourse.peaks import peak_flops
+from gptcourse.widgets import FlopCalculator, LiveFigure, _attention_weights, attention_explorer, flop_calculator
+
+T = 5
+
+
+class FakeHandle:
+    def __init__(self, obj):
+        self.shown = [obj]
+
+    def update(self, obj):
+        self.shown.append(obj)
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """What `display` was given, in order; handles for those shown with a display_id."""
+    calls = []
+
+    def display(obj, display_id=False):
+        calls.append(obj)
+        return FakeHandle(obj) if display_id else None
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    yield calls
+    plt.close("all")
+
+
+class Counter(LiveFigure):
+    def __init__(self):
+        self.slider = ipywidgets.IntSlider(value=1)
+        super().__init__(self.slider, [self.slider])
+
+    def figure(self):
+        fig, ax = plt.subplots()
+        ax.set_title(f"value {self.slider.value}")
+        return fig
+
+
+def test_live_figure_shows_controls_then_a_plain_figure_and_redraws_it_in_place(shown):
+    live = Counter()
+    live.slider.value = 2  # not shown yet: nothing to redraw, no error
+    live._ipython_display_()
+    assert shown[0] is live.slider and isinstance(shown[1], Figure) and len(shown) == 2  # no table
+    live.slider.value = 3
+    (handle,) = live._handles
+    assert [fig.axes[0].get_title() for fig in handle.shown] == ["value 2", "value 3"]
+    assert len(shown) == 2, "redrawn in place, not displayed again"
+
+
+# ---- chapter 3: the attention explorer
+
+
+def test_explorer_weights_causal_scale_and_temperature():
+    x = torch.randn(T, 16)
+    w = _attention_weights(x, causal=True, scale=True, temperature=1.0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(T))
+    assert (w.triu(diagonal=1) == 0).all()
+    # Dividing by √d is a temperature of √d.
+    torch.testing.assert_close(_attention_weights(x, False, True, 1.0), _attention_weights(x, False, False, math.sqrt(16)))
+
+
+def test_explorer_redraws_what_the_controls_say(shown):
+    explorer = attention_explorer(["A rose is a rose is a rose.", "The cat sat."], torch.nn.Embedding(50257, 8))
+    tokens, w = explorer.weights()
+    assert len(tokens) == w.shape[0] == w.shape[1] and (w.triu(diagonal=1) == 0).all()
+    explorer._ipython_display_()
+    explorer.causal.value = False
+    explorer.sentence.value = "The cat sat."
+    explorer.temperature.value = 4.0
+    tokens, w = explorer.weights()
+    future = torch.triu(torch.ones_like(w, dtype=torch.bool), diagonal=1)
+    assert len(tokens) == 4 and (w[future] > 0).all(), "without the mask, tokens attend to later ones"
+    titles = [fig.axes[0].get_title() for fig in explorer._handles[0].shown]
+    assert titles[0].endswith("causal") and titles[-1] == "softmax(x·xᵀ / √8 / 4), no mask"
+
+
+def test_explorer_rejects_bad_arguments():
+    embedding = torch.nn.Embedding(50257, 8)
+    with pytest.raises(ValueError, match="sentences: give at least one sentence"):
+        attention_explorer([], embedding)
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
+        attention_explorer(["hi"], embedding, temperature=0)
+
+
+# ---- chapter 9: the FLOP calculator
+
+
+def test_calculator_asks_the_peaks_table_for_each_gpus_precision():
+    calc = flop_calculator(preset="gpt2-small", context_length=1024, batch_size=8, mixed_precision=True, mfu=0.4)
+    devices = calc.numbers()["devices"]
+    assert [d["precision"] for d in devices.values()] == ["fp16", "bf16"]  # the T4 has no bf16
+    assert "fp16 on the T4, bf16 on the A100" in calc.mixed.description
+    calc.mixed.value = False
+    assert [d["precision"] for d in calc.numbers()["devices"].values()] == ["fp32", "fp32"]
+
+
+def test_calculator_numbers_follow_from_flops_peak_and_mfu():
+    calc = FlopCalculator("gpt2-medium", context_length=2048, batch_size=4, mfu=0.5)
+    state = calc.numbers()
+    count = count_flops(calc.config(), 4, 2048)
+    assert state["count"] == count and calc.config().context_length == 2048
+    t4 = state["devices"]["Tesla T4"]
+    assert t4["step_s"] == pytest.approx(count.total / (peak_flops("Tesla T4", "fp16") * 0.5))
+    assert t4["tokens_per_s"] == pytest.approx(4 * 2048 / t4["step_s"])
+    table = calc.markdown()
+    assert "does **not** fit in 16 GB" in table  # GPT-2 medium, batch 4 × 2048, needs far more than a T4 has
+
+
+def test_calculator_redraws_figure_and_table(shown):
+    calc = flop_calculator(batch_size=1)
+    calc._ipython_display_()
+    figure_handle, table_handle = calc._handles
+    calc.batch.value = 64
+    assert len(figure_handle.shown) == len(table_handle.shown) == 2
+    before, after = (h.data for h in table_handle.shown)
+    assert before != after and "does **not** fit in 16 GB" in after
+
+
+def test_calculator_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="preset 'gpt5'"):
+        flop_calculator(preset="gpt5")
+    with pytest.raises(ValueError, match="context_length 1000"):
+        flop_calculator(context_length=1000)
+    with pytest.raises(ValueError, match="mfu must be > 0"):
+        flop_calculator(mfu=0)
