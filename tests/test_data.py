@@ -9,6 +9,23 @@ import gptcourse.data as data_module
 from gptcourse.data import CorpusUnavailableError, GPTDataset, create_dataloader, load_corpus, tiny_shakespeare, train_val_split
 
 
+class FakeResponse:
+    """What `urllib.request.urlopen` returns, serving `body`; `before_read` runs first (to line threads up)."""
+
+    def __init__(self, body: bytes, before_read=lambda: None):
+        self.body, self.before_read = body, before_read
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        self.before_read()
+        return self.body
+
+
 def test_offline_corpus_is_english_prose():
     text = load_corpus()
     assert len(text) > 100_000 and "statement" in text
@@ -97,17 +114,7 @@ def test_tiny_shakespeare_offline_says_what_to_do(tmp_path, monkeypatch):
 def test_tiny_shakespeare_rejects_a_corrupted_download(tmp_path, monkeypatch):
     monkeypatch.setenv("GPTCOURSE_CACHE", str(tmp_path))
 
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self):
-            return b"not shakespeare"
-
-    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response())
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: FakeResponse(b"not shakespeare"))
     with pytest.raises(CorpusUnavailableError, match="sha256"):
         tiny_shakespeare()
     assert not (tmp_path / "tiny_shakespeare.txt").exists()
@@ -123,18 +130,8 @@ def test_concurrent_first_downloads_do_not_collide(tmp_path, monkeypatch):
     n = 8
     all_downloading = threading.Barrier(n, timeout=30)
 
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self):
-            all_downloading.wait()  # nobody has saved yet: every thread will write the file
-            return SHAKESPEARE
-
-    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response())
+    # Every thread reads only once all are downloading: nobody has saved yet, so all of them write the file.
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: FakeResponse(SHAKESPEARE, all_downloading.wait))
     texts, errors = [], []
 
     def first_use():
@@ -159,16 +156,6 @@ def test_a_corrupted_cached_corpus_is_downloaded_again(tmp_path, monkeypatch):
     monkeypatch.setattr(data_module, "TINY_SHAKESPEARE_SHA256", hashlib.sha256(SHAKESPEARE).hexdigest())
     (tmp_path / "tiny_shakespeare.txt").write_bytes(SHAKESPEARE[:100])  # a download cut short, saved by some other tool
 
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def read(self):
-            return SHAKESPEARE
-
-    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: Response())
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: FakeResponse(SHAKESPEARE))
     assert tiny_shakespeare() == SHAKESPEARE.decode()
     assert (tmp_path / "tiny_shakespeare.txt").read_bytes() == SHAKESPEARE
