@@ -5,8 +5,8 @@ ipywidgets controls, then its figure as an ordinary image (what a page rendered 
 kernel shows, e.g. the book online) and an optional Markdown table; with a kernel running,
 moving a control redraws the figure and the table in place.
 
-    attention_explorer(sentences, embedding)     # chapter 3
-    flop_calculator(preset="gpt2-small")          # chapter 9
+    AttentionExplorer(sentences, embedding)      # chapter 3
+    FlopCalculator(preset="gpt2-small")           # chapter 9
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from .attention import causal_mask
 from .checks import finite_number, one_of
 from .config import PRESETS, GPTConfig
 from .flops import count_flops, flops_per_token_6n
@@ -83,8 +84,7 @@ def _attention_weights(x: torch.Tensor, causal: bool, scale: bool, temperature: 
         scores = scores / math.sqrt(x.shape[-1])
     scores = scores / temperature
     if causal:
-        future = torch.triu(torch.ones_like(scores, dtype=torch.bool), diagonal=1)
-        scores = scores.masked_fill(future, float("-inf"))
+        scores = scores.masked_fill(causal_mask(scores.shape[0], scores.device), float("-inf"))
     return torch.softmax(scores, dim=-1)
 
 
@@ -137,17 +137,6 @@ class AttentionExplorer(LiveFigure):
         mask = "causal" if self.causal.value else "no mask"
         return plot_attention(weights, tokens, f"softmax(x·xᵀ {scale} / {self.temperature.value:.3g}), {mask}")
 
-
-def attention_explorer(
-    sentences: list[str],
-    embedding: torch.nn.Embedding,
-    tokenizer=None,
-    causal: bool = True,
-    scale: bool = True,
-    temperature: float = 1.0,
-) -> AttentionExplorer:
-    """An `AttentionExplorer` (chapter 3): make it the last line of a cell to show it."""
-    return AttentionExplorer(sentences, embedding, tokenizer, causal, scale, temperature)
 
 
 # ---- chapter 9: FLOPs
@@ -254,10 +243,3 @@ class FlopCalculator(LiveFigure):
                 f"memory ≈ {total / 1e9:,.1f} GB: {fits} in {d['memory_gb']} GB |"
             )
         return "\n".join(lines)
-
-
-def flop_calculator(
-    preset: str = "gpt2-small", context_length: int = 1024, batch_size: int = 8, mixed_precision: bool = True, mfu: float = 0.4
-) -> FlopCalculator:
-    """A `FlopCalculator` (chapter 9): make it the last line of a cell to show it."""
-    return FlopCalculator(preset, context_length, batch_size, mixed_precision, mfu)

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from gptcourse.flops import count_flops
 from gptcourse.peaks import peak_flops
-from gptcourse.widgets import FlopCalculator, LiveFigure, _attention_weights, attention_explorer, flop_calculator
+from gptcourse.widgets import AttentionExplorer, FlopCalculator, LiveFigure, _attention_weights
 
 T = 5
 
@@ -75,7 +75,7 @@ def test_explorer_weights_causal_scale_and_temperature():
 
 
 def test_explorer_redraws_what_the_controls_say(shown):
-    explorer = attention_explorer(["A rose is a rose is a rose.", "The cat sat."], torch.nn.Embedding(50257, 8))
+    explorer = AttentionExplorer(["A rose is a rose is a rose.", "The cat sat."], torch.nn.Embedding(50257, 8))
     tokens, w = explorer.weights()
     assert len(tokens) == w.shape[0] == w.shape[1] and (w.triu(diagonal=1) == 0).all()
     explorer._ipython_display_()
@@ -92,16 +92,16 @@ def test_explorer_redraws_what_the_controls_say(shown):
 def test_explorer_rejects_bad_arguments():
     embedding = torch.nn.Embedding(50257, 8)
     with pytest.raises(ValueError, match="sentences: give at least one sentence"):
-        attention_explorer([], embedding)
+        AttentionExplorer([], embedding)
     with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
-        attention_explorer(["hi"], embedding, temperature=0)
+        AttentionExplorer(["hi"], embedding, temperature=0)
 
 
 # ---- chapter 9: the FLOP calculator
 
 
 def test_calculator_asks_the_peaks_table_for_each_gpus_precision():
-    calc = flop_calculator(preset="gpt2-small", context_length=1024, batch_size=8, mixed_precision=True, mfu=0.4)
+    calc = FlopCalculator(preset="gpt2-small", context_length=1024, batch_size=8, mixed_precision=True, mfu=0.4)
     devices = calc.numbers()["devices"]
     assert [d["precision"] for d in devices.values()] == ["fp16", "bf16"]  # the T4 has no bf16
     assert "fp16 on the T4, bf16 on the A100" in calc.mixed.description
@@ -122,7 +122,7 @@ def test_calculator_numbers_follow_from_flops_peak_and_mfu():
 
 
 def test_calculator_redraws_figure_and_table(shown):
-    calc = flop_calculator(batch_size=1)
+    calc = FlopCalculator(batch_size=1)
     calc._ipython_display_()
     figure_handle, table_handle = calc._handles
     calc.batch.value = 64
@@ -133,8 +133,8 @@ def test_calculator_redraws_figure_and_table(shown):
 
 def test_calculator_rejects_bad_arguments():
     with pytest.raises(ValueError, match="preset 'gpt5'"):
-        flop_calculator(preset="gpt5")
+        FlopCalculator(preset="gpt5")
     with pytest.raises(ValueError, match="context_length 1000"):
-        flop_calculator(context_length=1000)
+        FlopCalculator(context_length=1000)
     with pytest.raises(ValueError, match="mfu must be > 0"):
-        flop_calculator(mfu=0)
+        FlopCalculator(mfu=0)
