@@ -4,6 +4,7 @@
 #   make bench    our GPT against Hugging Face's GPT-2: training tokens/s on this machine
 #   make student  the student edition into student/: the chapters with the solutions taken out
 #   make browser  the book (make book) in a real browser, offline (Chromium, Playwright)
+#   make repository URL=https://github.com/you/build-a-gpt   a fork's own address, everywhere
 
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -15,7 +16,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # -W: warnings are errors; -n: nitpicky (every cross-reference must resolve).
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book test lint unit nbval bench clean student browser
+.PHONY: setup book test lint unit nbval bench clean student browser repository
 
 # RequireJS and the ipywidgets embedder, served by the book itself so that pages with widgets
 # need no CDN (tools/book_extension.py adds them to those pages). From the npm registry.
@@ -72,6 +73,13 @@ browser: book
 
 student: setup
 	$(PYTHON) tools/student_edition.py --out student
+
+# The repository's address (and with BRANCH=..., its branch) in _config.yml, every notebook's
+# install cell, README.md and book/setup.md: tools/set_repository.py. URL is checked first.
+repository:
+	@test -n "$(URL)" || { echo "Usage: make repository URL=https://github.com/OWNER/NAME [BRANCH=main]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory setup
+	$(PYTHON) tools/set_repository.py "$(URL)" $(if $(BRANCH),--branch "$(BRANCH)")
 
 bench: setup
 	$(PYTHON) benchmarks/mfu.py

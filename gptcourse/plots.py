@@ -9,6 +9,7 @@ the top of a chapter. The figures of the measurement chapters (9 and 10) are in
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,8 +19,12 @@ from matplotlib.patches import Patch
 
 COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
+# The book's column is ~720 px on a 1280-px desktop: a figure this wide (770 px at 110 dpi) is shown
+# at nine tenths of its size, and its 8-point text stays readable; a 14-inch one at half.
+PAGE_WIDTH = 7.0
+
 STYLE = {  # matplotlib rcParams
-    "figure.figsize": (7.0, 4.0), "figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True,
+    "figure.figsize": (PAGE_WIDTH, 4.0), "figure.dpi": 110, "savefig.dpi": 110, "figure.autolayout": True,
     "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
     "axes.titlesize": 12, "axes.titleweight": "bold", "axes.labelsize": 11,
     "legend.frameon": False, "axes.prop_cycle": plt.cycler(color=COLORS), "image.cmap": "viridis",
@@ -34,7 +39,7 @@ def use_style() -> None:
 # ---- helpers
 
 
-def _heatmap(ax, values, cmap: str = "viridis", vmin=None, vmax=None, annotate: bool = False, fmt: str = "{:.2f}"):
+def _heatmap(ax, values, cmap: str = "viridis", vmin=None, vmax=None, annotate: bool = False, fmt: str = "{:.2f}", fontsize: float = 7):
     """imshow without the grid, optionally with each value written in its cell."""
     values = torch.as_tensor(values).detach().float().cpu()
     image = ax.imshow(values.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
@@ -43,12 +48,21 @@ def _heatmap(ax, values, cmap: str = "viridis", vmin=None, vmax=None, annotate: 
         lo, hi = image.get_clim()
         for (i, j), v in zip(torch.cartesian_prod(torch.arange(values.shape[0]), torch.arange(values.shape[1])).tolist(), values.flatten().tolist()):
             dark = (v - lo) / (hi - lo + 1e-12) < 0.5
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if dark and cmap == "viridis" else "black")
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize, color="white" if dark and cmap == "viridis" else "black")
     return image
 
 
 def _tick_label(token: str) -> str:
     return token.replace("\n", "⏎")
+
+
+def _wrap(title: str, width_in: float, fontsize: float) -> str:
+    """A title in lines of `width_in` inches (a character: ~0.55 em), broken first after its colon."""
+    chars = max(10, int(width_in * 72 / (0.55 * fontsize)))
+    head, colon, rest = title.partition(": ")
+    if len(title) <= chars or not colon:
+        return textwrap.fill(title, chars)
+    return textwrap.fill(head + ":", chars) + "\n" + textwrap.fill(rest, chars)
 
 
 def _array(values) -> np.ndarray:
@@ -68,27 +82,34 @@ def _grouped_bars(ax, labels: list[str], series: dict) -> None:
 
 
 def plot_sliding_window(token_ids: list[int], tokens: list[str], max_length: int, stride: int, n_windows: int = 3) -> Figure:
-    """Inputs and their one-token-shifted targets for the first few windows of a text (chapter 1)."""
-    n_show = min(len(tokens), stride * (n_windows - 1) + max_length + 1)
-    fig, ax = plt.subplots(figsize=(min(14, 0.9 * n_show + 2), 0.9 * 2 * n_windows + 0.8))
+    """The first few windows of a text, one column per window's input and one for its target (chapter 1).
+
+    Rows are positions in the text: a target column is its input column moved down one row, and
+    each window starts `stride` rows below the one before. Columns fit the page; rows need not.
+    """
+    n_show, gap = min(len(tokens), stride * (n_windows - 1) + max_length + 1), 0.25  # gap: between windows
+    width = min(PAGE_WIDTH, 0.8 + n_windows * (2 + gap))  # a column is at most an inch wide
+    fontsize = min(9.0, 9.0 * (width - 0.8) / (n_windows * (2 + gap)))  # fits 12 characters in a column
+    fig, ax = plt.subplots(figsize=(width, 0.27 * n_show + 1.3), layout="constrained")
+    centers, headers = [], []
     for w in range(n_windows):
-        start = w * stride
-        for row, (offset, label, color) in enumerate([(0, "input", COLORS[0]), (1, "target", COLORS[1])]):
-            y = -(2 * w + row)
-            for i in range(max_length):
-                pos = start + offset + i
-                if pos >= n_show:
-                    break
-                ax.add_patch(plt.Rectangle((pos, y - 0.4), 0.95, 0.8, color=color, alpha=0.25))
-                ax.text(pos + 0.47, y, tokens[pos].replace("\n", "⏎"), ha="center", va="center", fontsize=8)
-            ax.text(-0.3, y, f"window {w + 1} {label}", ha="right", va="center", fontsize=9, color=color)
-    ax.set_xlim(-0.1, n_show)
-    ax.set_ylim(-2 * n_windows + 0.4, 0.6)
-    ax.set_xticks([i + 0.47 for i in range(n_show)], [str(i) for i in range(n_show)], fontsize=7)
-    ax.set_yticks([])
+        for col, (offset, label) in enumerate([(0, "input"), (1, "target")]):
+            x, first = w * (2 + gap) + col, w * stride + offset
+            for pos in range(first, min(first + max_length, n_show)):
+                ax.add_patch(plt.Rectangle((x + 0.03, pos - 0.42), 0.94, 0.84, color=COLORS[col], alpha=0.25))
+                ax.text(x + 0.5, pos, _tick_label(tokens[pos]), ha="center", va="center", fontsize=fontsize)
+            centers.append(x + 0.5)
+            headers.append(f"window {w + 1}\n{label}")
+    ax.set(xlim=(-0.05, n_windows * (2 + gap) - gap + 0.05), ylim=(n_show - 0.5, -0.5))  # position 0 on top
+    ax.set_xticks(centers, headers, fontsize=fontsize)
+    for i, tick in enumerate(ax.get_xticklabels()):
+        tick.set_color(COLORS[i % 2])  # input, target
+    ax.tick_params(axis="x", length=0, top=True, labeltop=True, bottom=False, labelbottom=False)  # headers on top
+    ax.set_yticks(range(n_show), [str(i) for i in range(n_show)], fontsize=8)
+    ax.set_ylabel("position in the text (tokens)")
     ax.grid(False)
-    ax.set_xlabel("position in the text (tokens)")
-    ax.set_title(f"Sliding windows: max_length={max_length}, stride={stride}; each target is its input shifted by one")
+    ax.spines[["bottom", "top", "right"]].set_visible(False)
+    ax.set_title(f"Sliding windows, max_length={max_length}, stride={stride}:\neach target is its input shifted by one", fontsize=11)
     return fig
 
 
@@ -174,38 +195,44 @@ def plot_attention(
     """Heatmaps of attention weights (queries down, keys across), one per matrix, tokens as ticks (chapter 3).
 
     `weights` is one (T, T) matrix or a list of them; row i is how much token i attends to each
-    token. The panels stand in one row, or in a grid of `ncols` columns; all share one 0-1 scale.
-    Each weight is written in its cell when there are at most `annotate_up_to` tokens (0: never).
+    token. The panels stand in one row, or in a grid of `ncols` columns, sharing one 0-1 scale;
+    several share the page's width (`PAGE_WIDTH`), with text sized to their cells. Each weight
+    is written in its cell when there are at most `annotate_up_to` tokens (0: never).
     """
     mats = [weights] if isinstance(weights, torch.Tensor) and weights.dim() == 2 else list(weights)
     mats = [torch.as_tensor(m).detach().float().cpu() for m in mats]
     titles = [titles] if isinstance(titles, str) else titles or [None] * len(mats)
     num_tokens = mats[0].shape[0]
-    annotate = num_tokens <= annotate_up_to
     ncols = min(ncols or len(mats), len(mats))
     nrows = -(-len(mats) // ncols)
-    # Big panels for one or two matrices; smaller ones in a grid of heads.
-    side = min(6.5, 1.6 + 0.38 * num_tokens) if len(mats) <= 2 else max(2.6, 0.28 * num_tokens + 1.0)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols + 1.0, side * nrows + 0.4), squeeze=False, layout="constrained")
     labels = [_tick_label(t) for t in tokens]
-    small = {"fontsize": 7} if len(mats) > 2 else {}
+    longest = max(len(label) for label in labels)
+    # Inches beside the panels: the query labels and the axis label left, the colour bar right.
+    margin = 0.45 + 0.065 * longest + 1.0
+    side = min(5.0, 1.2 + 0.3 * num_tokens) if ncols == 1 else (PAGE_WIDTH - margin) / ncols
+    cell = side * 72 / num_tokens  # points per token
+    fontsize = min(10.0, max(6.0, 0.55 * cell))
+    title_size = 11 if ncols == 1 else 10
+    # A title may run over its neighbours' margins only where it has no neighbour.
+    wrapped = [_wrap(t, side if ncols > 1 else side + margin, title_size) if t else None for t in titles]
+    title_lines = max((t.count("\n") + 1 for t in wrapped if t), default=0)
+    below = 0.2 + 0.085 * fontsize / 9 * longest  # under a panel: its key labels, written upwards
+    height = nrows * (side + below + 0.2 * title_lines) + 0.35 + (0.5 if suptitle else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols + margin, height), squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         if i >= len(mats):
             ax.set_visible(False)
             continue
-        image = _heatmap(ax, mats[i], vmin=0, vmax=1, annotate=annotate)
-        first_column, last_row = i % ncols == 0, i // ncols == nrows - 1
-        ax.set_xticks(range(num_tokens), labels, rotation=90, **small)
-        ax.set_yticks(range(num_tokens), labels if first_column or nrows == 1 else [], **small)
-        if last_row:
-            ax.set_xlabel("key: the token attended to")
-        if first_column:
-            ax.set_ylabel("query: the token attending")
-        if titles[i]:
-            ax.set_title(titles[i], fontsize=10)
-    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.8)
+        image = _heatmap(ax, mats[i], vmin=0, vmax=1, annotate=num_tokens <= annotate_up_to, fontsize=min(9.0, max(6.0, 0.3 * cell)))
+        first_column, last_row = i % ncols == 0, i // ncols == nrows - 1 or i + ncols >= len(mats)
+        ax.set_xticks(range(num_tokens), labels, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(num_tokens), labels if first_column else [], fontsize=fontsize)
+        ax.set_xlabel("key: the token attended to" if last_row else "")
+        ax.set_ylabel("query: the token attending" if first_column else "")
+        ax.set_title(wrapped[i] or "", fontsize=title_size)
+    fig.colorbar(image, ax=axes, label="attention weight", shrink=0.8 if nrows == 1 else 0.5)
     if suptitle:
-        fig.suptitle(suptitle, fontweight="bold")
+        fig.suptitle(_wrap(suptitle, side * ncols + margin, 12), fontweight="bold")
     return fig
 
 
@@ -230,11 +257,12 @@ def plot_softmax_saturation(dims: list[int], results: dict[str, dict[str, list[f
 # ---- chapter 4: multi-head attention
 
 
-def plot_head_heatmaps(weights, tokens: list[str], head_names: list[str] | None = None, title: str | None = None, ncols: int = 4) -> Figure:
+def plot_head_heatmaps(weights, tokens: list[str], head_names: list[str] | None = None, title: str | None = None, ncols: int = 2) -> Figure:
     """One attention heatmap per head, in a grid of `ncols` columns (`plot_attention` draws them) (chapter 4).
 
     `weights` has shape (heads, T, T) (a tensor or an array): row t holds how much token t
-    (the query) attends to each token (the keys). Every panel uses the same colour scale, 0 to 1.
+    (the query) attends to each token (the keys). Every panel uses the same colour scale, 0 to 1;
+    four heads in a 2 × 2 grid are each half the page wide, enough to read their tokens.
     """
     heads = list(torch.as_tensor(weights))
     names = head_names or [f"head {h}" for h in range(len(heads))]

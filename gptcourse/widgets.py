@@ -25,8 +25,30 @@ from .config import PRESETS, GPTConfig
 from .flops import count_flops, flops_per_token_6n
 from .memory import estimate_memory
 from .peaks import autocast_precision, device_peaks, peak_flops, precision_dtype
-from .plots import COLORS, plot_attention
+from .plots import COLORS, PAGE_WIDTH, plot_attention
 from .tokenizer import get_tokenizer
+
+# Labels at their natural width: ipywidgets' default box for a description is 80 px, which
+# cuts "temperature" to "temperat…".
+LABEL = {"description_width": "initial"}
+
+
+def _responsive_grid(children):
+    """Controls side by side where the page is wide enough (two in the book's desktop column), one
+    under another on a phone, instead of a row that runs off the screen."""
+    import ipywidgets as widgets
+
+    for child in children:
+        child.layout.width = "auto"  # fill the grid's cell instead of a fixed 300 px
+    layout = widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(18rem, 1fr))", grid_gap="0 1.5rem")
+    return widgets.GridBox(children, layout=layout)
+
+
+def _checkbox(value: bool, description: str):
+    """A checkbox whose label is as long as its text (the default box cuts it at 300 px)."""
+    import ipywidgets as widgets
+
+    return widgets.Checkbox(value=value, description=description, indent=False, layout=widgets.Layout(width="auto"))
 
 
 class LiveFigure:
@@ -113,14 +135,14 @@ class AttentionExplorer(LiveFigure):
         self.tokenizer = tokenizer or get_tokenizer()
         self.embedding = embedding
         self.sentence = widgets.Dropdown(
-            options=list(sentences), value=sentences[0], description="sentence", layout=widgets.Layout(width="95%")
+            options=list(sentences), value=sentences[0], description="sentence", style=LABEL, layout=widgets.Layout(width="auto")
         )
-        self.causal = widgets.Checkbox(value=causal, description="causal mask")
-        self.scale = widgets.Checkbox(value=scale, description="scale scores by 1/√d")
+        self.causal = _checkbox(causal, "causal mask")
+        self.scale = _checkbox(scale, "scale scores by 1/√d")
         self.temperature = widgets.FloatLogSlider(
-            value=temperature, base=2, min=-3, max=4, step=0.25, description="temperature", readout_format=".3g"
+            value=temperature, base=2, min=-3, max=4, step=0.25, description="temperature", readout_format=".3g", style=LABEL
         )
-        controls = widgets.VBox([self.sentence, widgets.HBox([self.causal, self.scale]), self.temperature])
+        controls = widgets.VBox([self.sentence, _responsive_grid([self.causal, self.scale, self.temperature])])
         super().__init__(controls, [self.sentence, self.causal, self.scale, self.temperature])
 
     def weights(self) -> tuple[list[str], torch.Tensor]:
@@ -171,13 +193,15 @@ class FlopCalculator(LiveFigure):
         contexts = [2**k for k in range(6, 15)]
         one_of("context_length", context_length, contexts)
         finite_number("mfu", mfu, strictly_above=0)
-        self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="size")
-        self.context = widgets.SelectionSlider(options=contexts, value=context_length, description="context T")
-        self.batch = widgets.IntSlider(value=batch_size, min=1, max=64, description="batch B")
+        self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="size", style=LABEL)
+        self.context = widgets.SelectionSlider(options=contexts, value=context_length, description="context T", style=LABEL)
+        self.batch = widgets.IntSlider(value=batch_size, min=1, max=64, description="batch B", style=LABEL)
         mixed = ", ".join(f"{autocast_precision(name)} on the {_short(name).split('-')[0]}" for name, _ in self.DEVICES)
-        self.mixed = widgets.Checkbox(value=mixed_precision, description=f"mixed precision ({mixed})")
-        self.mfu = widgets.FloatSlider(value=mfu, min=0.05, max=0.8, step=0.05, description="assumed MFU", readout_format=".0%")
-        controls = widgets.VBox([widgets.HBox([self.preset, self.context]), widgets.HBox([self.batch, self.mfu]), self.mixed])
+        self.mixed = _checkbox(mixed_precision, f"mixed precision ({mixed})")
+        self.mfu = widgets.FloatSlider(
+            value=mfu, min=0.05, max=0.8, step=0.05, description="assumed MFU", readout_format=".0%", style=LABEL
+        )
+        controls = widgets.VBox([_responsive_grid([self.preset, self.context, self.batch, self.mfu]), self.mixed])
         super().__init__(controls, [self.preset, self.context, self.batch, self.mixed, self.mfu])
 
     def config(self) -> GPTConfig:
@@ -201,11 +225,15 @@ class FlopCalculator(LiveFigure):
     def figure(self) -> Figure:
         state = self.numbers()
         count = state["count"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
+        # As wide as the page's column (PAGE_WIDTH), so that it is shown near its own size.
+        fig, (left, right) = plt.subplots(
+            1, 2, figsize=(PAGE_WIDTH, 4.2), gridspec_kw={"width_ratios": [1.5, 1]}, layout="constrained"
+        )
         rows = count.rows()
         left.barh([r["component"] for r in rows][::-1], [r["total"] / 1e12 for r in rows][::-1], color=COLORS[0])
-        left.set_xlabel("TFLOPs per training step")
-        left.set_title(f"{count.total / 1e12:,.1f} TFLOPs per step ({count.per_token / 1e9:.2f} GFLOP/token)", fontsize=11)
+        left.set_xlabel("TFLOPs per training step", fontsize=9)
+        left.tick_params(labelsize=8)
+        left.set_title(f"{count.total / 1e12:,.1f} TFLOPs per step\n({count.per_token / 1e9:.2f} GFLOP/token)", fontsize=10)
         parts = ["weights", "gradients", "optimizer", "activations", "logits"]
         top = 0.0
         for x, d in enumerate(state["devices"].values()):
@@ -217,29 +245,31 @@ class FlopCalculator(LiveFigure):
             right.text(x, d["memory_gb"], f"{d['memory_gb']} GB", ha="center", va="bottom", fontsize=8)
             top = max(top, 1.15 * bottom, 1.15 * d["memory_gb"])
         right.set_xticks(range(len(state["devices"])), [f"{_short(n)}\n{d['precision']}" for n, d in state["devices"].items()], fontsize=8)
+        right.tick_params(axis="y", labelsize=8)
         right.set_ylim(0, top)
-        right.set_ylabel("GB")
-        right.set_title("estimated memory of a step; dashed: the GPU's", fontsize=11)
-        right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        right.set_ylabel("GB", fontsize=9)
+        right.set_title("estimated memory of a step;\ndashed: the GPU's", fontsize=10)
+        fig.legend(loc="outside lower right", ncol=3, fontsize=8)
         return fig
 
     def markdown(self) -> str:
-        """The state as a Markdown table."""
+        """The state as two Markdown tables, each with a header row: the step's FLOPs, then each GPU."""
         state = self.numbers()
         count = state["count"]
         lines = [
-            "| | |",
-            "| --- | --- |",
-            f"| FLOPs per step (forward + backward) | {count.total:.3e} ({count.forward_total:.3e} + {count.backward_total:.3e}) |",
-            f"| 6N estimate | {state['six_n']:.3e} ({state['six_n'] / count.total - 1:+.1%}) |",
-            f"| attention matrix share | {count.attention_share:.1%} |",
+            "| FLOPs per step (forward + backward) | 6N estimate | attention matrix share |",
+            "| --- | --- | --- |",
+            f"| {count.total:.3e} ({count.forward_total:.3e} + {count.backward_total:.3e}) "
+            f"| {state['six_n']:.3e} ({state['six_n'] / count.total - 1:+.1%}) | {count.attention_share:.1%} |",
+            "",
+            f"| GPU, precision (peak) | time per step at {self.mfu.value:.0%} MFU | tokens/s | memory of a step |",
+            "| --- | --- | --- | --- |",
         ]
         for d in state["devices"].values():
             total = d["memory"].total
             fits = "fits" if total <= d["memory_gb"] * 1e9 else "does **not** fit"
             lines.append(
-                f"| {d['label']}, {d['precision']} ({d['peak'] / 1e12:g} TFLOP/s) at {self.mfu.value:.0%} MFU | "
-                f"{d['step_s'] * 1e3:,.0f} ms/step, {d['tokens_per_s']:,.0f} tokens/s; "
-                f"memory ≈ {total / 1e9:,.1f} GB: {fits} in {d['memory_gb']} GB |"
+                f"| {d['label']}, {d['precision']} ({d['peak'] / 1e12:g} TFLOP/s) | {d['step_s'] * 1e3:,.0f} ms "
+                f"| {d['tokens_per_s']:,.0f} | ≈ {total / 1e9:,.1f} GB: {fits} in {d['memory_gb']} GB |"
             )
         return "\n".join(lines)

@@ -4,7 +4,9 @@ driven by Playwright, on the pages served from _build/html over loopback.
 Every page in _toc.yml loads, with its title, its figures and its math rendered; a chapter's
 Colab button opens that chapter's notebook in the repository; solutions stay hidden until
 clicked; pages with widgets carry their state and render them; and nothing is fetched from
-anywhere but loopback, with no error in the console. `make browser` runs it (make test does,
+anywhere but loopback, with no failed request and no error in the console. Every page has one
+search box and an icon, holds an 88-character code line without scrolling on a 1280-px
+desktop, and never scrolls sideways on a 390-px phone. `make browser` runs it (make test does,
 after the book). Chromium comes from Debian (`make browser` installs it), never from `playwright install`.
 
 Under plain `pytest`, a missing book, Chromium or Playwright skips these tests, with the
@@ -14,7 +16,7 @@ reason; `make browser` sets BOOK_REQUIRED=1, and there each is a failure.
 import functools
 import http.server
 import os
-import re
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -22,6 +24,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from course import exercises  # noqa: E402
 
 # BOOK_ROOT: test a book built elsewhere (a copy of the sources, built there); the default is this one.
 ROOT = Path(os.environ.get("BOOK_ROOT", Path(__file__).resolve().parents[1]))
@@ -41,12 +46,53 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-# Console errors that are not the book's. Anything else fails the test.
-ALLOWED_ERRORS = {
-    # sphinx-book-theme loads sphinx-thebe's script a second time for its launch buttons; the
-    # second `const THEBE_JS_URL` throws. Thebe is not used (no live kernels), so it is harmless.
-    "Identifier 'THEBE_JS_URL' has already been declared",
-}
+PHONE = {"width": 390, "height": 844}  # a common phone's viewport, in CSS pixels
+CODE_LINE = 88  # characters: STYLE.md's longest code line, which the desktop column must show whole
+
+# Elements of the page that stick out of the viewport, sideways: visible ones (not a closed
+# drawer, hidden by visibility or opacity), that no box of their own scrolls or clips.
+STICKING_OUT = """() => {
+  const width = window.innerWidth, out = [];
+  const clippedInside = (e) => {
+    for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+      const r = p.getBoundingClientRect();
+      if (getComputedStyle(p).overflowX !== "visible" && r.left >= -0.5 && r.right <= width + 0.5) return true;
+    }
+    return false;
+  };
+  for (const e of document.body.querySelectorAll("*")) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || (r.right <= width + 0.5 && r.left >= -0.5)) continue;
+    if (!e.checkVisibility({visibilityProperty: true, opacityProperty: true}) || clippedInside(e)) continue;
+    out.push(`<${e.localName} class="${e.getAttribute("class") || ""}"> ${Math.round(r.left)}..${Math.round(r.right)} px: ${e.textContent.trim().slice(0, 60)}`);
+  }
+  return out;
+}"""
+
+# Whether a code cell's box holds a line of `n` characters without scrolling: a copy of the first
+# code cell's <pre> (same place, same styles), holding only that line.
+CODE_LINE_FITS = """(n) => {
+  const pre = document.querySelector("div.cell_input pre");
+  const line = pre.cloneNode(false);
+  line.textContent = "x".repeat(n);
+  pre.after(line);
+  const fits = {scrollWidth: line.scrollWidth, clientWidth: line.clientWidth};
+  line.remove();
+  return fits;
+}"""
+
+# By how many pixels the page, or a column of its layout (the sidebars, the article), scrolls
+# sideways: none should.
+SCROLLS_SIDEWAYS = """() => Object.fromEntries(
+  [["page", document.documentElement], ...["bd-sidebar-primary", "bd-sidebar-secondary", "bd-article-container"]
+    .map(c => [c, document.querySelector("." + c)])]
+  .filter(([, e]) => e && e.checkVisibility({visibilityProperty: true}))
+  .map(([name, e]) => [name, e === document.documentElement ? e.scrollWidth - window.innerWidth : e.scrollWidth - e.clientWidth])
+  .filter(([, px]) => px > 0))"""
+
+# Search boxes a reader can see (the theme's search buttons and fields; its pop-up form stays hidden).
+SEARCH_BOXES = """() => Array.from(document.querySelectorAll(".search-button__button, form.bd-search"))
+  .filter(e => e.checkVisibility({visibilityProperty: true, opacityProperty: true})).length"""
 
 
 def expected_title(docname: str) -> str:
@@ -102,19 +148,26 @@ def browser():
 
 @pytest.fixture
 def page(browser, site):
-    """A fresh page that may fetch only from loopback; it records what it blocked and every console error."""
+    """A fresh page that may fetch only from loopback; it records what it blocked, every failed request and every console error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.blocked, page.errors = [], []
+    page.blocked, page.failed, page.errors = [], [], []
+
+    def local(url: str) -> bool:
+        return urllib.parse.urlsplit(url).hostname in LOOPBACK
 
     def route(r):
-        if urllib.parse.urlsplit(r.request.url).hostname in LOOPBACK:
+        if local(r.request.url):
             r.continue_()
         else:
             page.blocked.append(r.request.url)
             r.abort()
 
     context.route("**/*", route)
+    # A request that failed: not found (a missing /favicon.ico, say), or never answered. The
+    # requests blocked above fail too; they are reported as blocked.
+    page.on("response", lambda r: r.status >= 400 and page.failed.append(f"{r.status} {r.url}"))
+    page.on("requestfailed", lambda r: local(r.url) and page.failed.append(f"{r.failure} {r.url}"))
     page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
     page.on("pageerror", lambda e: page.errors.append(str(e.message)))
     page.site = site
@@ -153,7 +206,14 @@ def test_page(page, docname):
         assert not body.is_visible(), "a solution shows before it is clicked"
         solution.locator("button.toggle-button").click()
         body.wait_for(state="visible", timeout=5_000)
-        assert "BEGIN SOLUTION" not in solution.inner_text()
+        assert "@title" not in solution.inner_text(), "Colab's form title belongs to the notebook, not the book"
+
+    # Exercises: numbered per chapter, as in the notebook ("Exercise 4.2 · Title").
+    path = ROOT / f"{docname}.ipynb"
+    if path.exists():
+        titles = [t.strip() for t in page.locator(".exercise > .admonition-title").all_inner_texts()]
+        wanted = [f"{ex.name} · {ex.title}" for ex in exercises(nbformat.read(path, as_version=4))]
+        assert [plain(t) for t in titles] == [plain(t) for t in wanted]
 
     # Widgets: their state is on the page, they render, and only such pages load the widget scripts.
     views = page.locator("script[type='application/vnd.jupyter.widget-view+json']").count()
@@ -163,11 +223,33 @@ def test_page(page, docname):
     else:
         assert page.locator("script[src*='embed-amd']").count() == 0
 
-    # Offline and clean: nothing requested outside loopback, no console error, and the page has its text.
+    # Nothing scrolls sideways on a desktop; one search box; the book's icon (else the browser
+    # asks for /favicon.ico, a 404).
+    assert not page.evaluate(SCROLLS_SIDEWAYS), "scrolls sideways (px) on a 1280-px desktop"
+    assert page.evaluate(SEARCH_BOXES) == 1, "one search box on a desktop"
+    icon = page.locator("link[rel~='icon']").first.get_attribute("href")
+    assert icon and page.request.get(urllib.parse.urljoin(page.url, icon)).ok, f"the page's icon {icon!r} does not load"
+
+    # A chapter's code column shows a whole 88-character line on a 1280-px desktop.
+    if (ROOT / f"{docname}.ipynb").exists():
+        box = page.evaluate(CODE_LINE_FITS, CODE_LINE)
+        assert box["scrollWidth"] <= box["clientWidth"], f"a {CODE_LINE}-character line scrolls in a code cell: {box}"
+
+    # On a phone: the page never scrolls sideways (code blocks and tables scroll in their own box).
+    page.set_viewport_size(PHONE)
+    # The theme slides its sidebars out of sight: wait for the slide (a CSS transition) to end.
+    page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running')", timeout=5_000)
+    sideways = page.evaluate(SCROLLS_SIDEWAYS)
+    assert not sideways, f"scrolls sideways (px) at {PHONE['width']} px: {sideways}; {page.evaluate(STICKING_OUT)}"
+    assert not page.evaluate(STICKING_OUT), f"out of the viewport at {PHONE['width']} px"
+    assert page.evaluate(SEARCH_BOXES) == 1, "one search box on a phone"
+
+    # Offline and clean: nothing requested outside loopback, no failed request, no console error,
+    # and the page has its text.
     page.wait_for_timeout(300)  # late requests and errors (fonts, widgets)
     assert not page.blocked, f"requests outside loopback: {page.blocked}"
-    errors = [e for e in page.errors if e not in ALLOWED_ERRORS]
-    assert not errors, f"console errors: {errors}"
+    assert not page.failed, f"failed requests: {page.failed}"
+    assert not page.errors, f"console errors: {page.errors}"
     assert len(page.locator("main").inner_text()) > 200
 
 
@@ -184,7 +266,7 @@ def test_instructor_guide_lists_every_chapter(page):
         nb = nbformat.read(path, as_version=4)
         meta = nb.metadata["course"]
         assert f"{meta['chapter']}. {meta['title']}" in text
-        exercises = re.findall(r"\{exercise(?:-start)?\}[ \t]*([^\n]*)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
-        for item in [*meta["objectives"], *exercises]:
+        titles = [f"{ex.name} · {ex.title}" for ex in exercises(nb)]
+        for item in [*meta["objectives"], *titles]:
             if "$" not in item:  # (math renders as MathJax, not as its source)
                 assert plain(item) in text, f"{path.name}: {item!r} is not in the rendered guide"

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from book_extension import PLACEHOLDER, chapters_markdown  # noqa: E402
-from course import notebook_paths, read_chapters  # noqa: E402
+from course import exercises, notebook_paths, read_chapters  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO = CONFIG["repository"]
@@ -48,10 +48,11 @@ def test_every_chapter_is_in_the_tables(path, tables):
     colab = f"https://colab.research.google.com/github/{REPO['url'].removeprefix('https://github.com/')}/blob/{REPO['branch']}/notebooks/{path.name}"
     assert f"]({colab})" in section
 
-    markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
-    exercises = re.findall(r"\{exercise(?:-start)?\}[ \t]*([^\n]*)\n:label: (\S+)", markdown)
-    assert exercises
-    for number, (ex_title, label) in enumerate(exercises, 1):
-        assert f"| {number}. {{ref}}`{ex_title.strip()} <{label}>` |" in section, f"chapter {n}: exercise {ex_title!r} is missing"
-    rows = re.findall(r"^\| \d+\. \{ref\}", section, re.M)
-    assert len(rows) == len(exercises)
+    found = exercises(nbformat.read(path, as_version=4))
+    assert found
+    for ex in found:
+        assert f"| {{ref}}`Exercise {ex.number} · {ex.title} <ex-{ex.number.replace('.', '-')}>` |" in section, f"chapter {n}: {ex.name} is missing"
+    rows = re.findall(r"^\| \{ref\}`Exercise ", section, re.M)
+    assert len(rows) == len(found)
+    gpu = nbformat.read(path, as_version=4).metadata.get("accelerator") == "GPU"
+    assert f"| {'a GPU' if gpu else 'a CPU'} | {len(found)} |" in tables.split(f"</notebooks/{path.stem}>`", 1)[1].splitlines()[0]

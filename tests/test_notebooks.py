@@ -4,6 +4,7 @@
 """
 
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -11,6 +12,18 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from course import (  # noqa: E402
+    MYST_FENCE,
+    SOLUTION_METADATA,
+    SOLUTION_TITLE,
+    check_message,
+    exercises,
+    is_check,
+    is_solution,
+    read_chapter,
+)
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
@@ -60,16 +73,58 @@ def test_header_agrees_with_metadata(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_exercises_have_hidden_solutions_and_checks(path):
+def test_markdown_has_no_myst_directives(path):
+    """Students read the notebooks in Colab and Jupyter, where a directive shows as raw text."""
+    for i, cell in enumerate(load(path).cells):
+        if cell.cell_type == "markdown":
+            assert not MYST_FENCE.search(cell.source), f"{path.name}: markdown cell {i} has a MyST directive"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercises_are_numbered_solved_out_of_sight_and_checked(path):
     nb = load(path)
-    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    exercises = re.findall(r"\{exercise\}[^\n]*\n:label: (\S+)", text)
-    assert len(exercises) >= 3, f"{path.name}: {len(exercises)} exercises, at least 3 expected"
-    solved = re.findall(r"\{solution(?:-start)?\} (\S+)\n:class: dropdown", text)
-    assert sorted(solved) == sorted(exercises), f"{path.name}: every exercise needs exactly one dropdown solution"
-    for cell in code_cells(nb):
-        if "solution" in cell.metadata.get("tags", []):
-            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+    chapter = nb.metadata["course"]["chapter"]
+    found = exercises(nb)
+    assert len(found) >= 3, f"{path.name}: {len(found)} exercises, at least 3 expected"
+    assert [e.number for e in found] == [f"{chapter}.{k}" for k in range(1, len(found) + 1)], "Exercise N.1, N.2, ... in order"
+    for ex in found:
+        assert ex.title and ex.statement, f"{ex.name} needs a title and a statement"
+        assert ex.solutions, f"{ex.name} has no solution cell"
+        for i in ex.solutions:
+            cell = nb.cells[i]
+            assert cell.source.startswith(SOLUTION_TITLE + "\n"), f"{ex.name}: a solution cell starts with {SOLUTION_TITLE!r}"
+            for key, value in SOLUTION_METADATA.items():
+                assert cell.metadata.get(key) == value, f"{ex.name}: a solution cell needs {key}: {value} (collapsed in Colab and Jupyter)"
+        assert len(ex.checks) == 1, f"{ex.name} needs one self-check cell"
+        last_line = nb.cells[ex.checks[0]].source.strip().splitlines()[-1]
+        assert last_line == f'print("{check_message(ex.number)}")', f"{ex.name}'s self-check should end by printing {check_message(ex.number)!r}"
+    owned = {i for ex in found for i in (*ex.solutions, *ex.checks)}
+    for i, cell in enumerate(nb.cells):
+        if is_solution(cell) or is_check(cell):
+            assert i in owned, f"{path.name}: code cell {i} is tagged as a solution or self-check but follows no exercise"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_prose_refers_to_exercises_by_their_numbers(path):
+    for cell in load(path).cells:
+        if cell.cell_type == "markdown":
+            loose = re.findall(r"\b[Ee]xercises? \d+\b(?!\.\d)", cell.source)
+            assert not loose, f"{path.name}: say 'Exercise N.k', not {loose}"
+
+
+def test_only_gpu_chapters_ask_colab_for_a_gpu():
+    """A GPU chapter says so in its metadata; the set-up page names exactly those chapters."""
+    gpu = [read_chapter(p) for p in NOTEBOOKS if load(p).metadata.get("accelerator") == "GPU"]
+    assert gpu, "the measurement chapters use a GPU"
+    for path in NOTEBOOKS:
+        meta = load(path).metadata
+        asks = meta.get("accelerator") == "GPU" or "gpuType" in meta.get("colab", {})
+        assert asks == (meta.get("accelerator") == "GPU" and meta["colab"].get("gpuType") == "T4"), f"{path.name}: accelerator and colab.gpuType disagree"
+    setup = (ROOT / "book" / "setup.md").read_text()
+    listed = re.search(r"GPU chapters: ([^.]*)\.", setup)
+    assert listed, "book/setup.md should say which chapters ask for a GPU ('GPU chapters: ...')"
+    named = [int(n) for n in re.findall(r"chapter (\d+)", listed[1], re.I)]
+    assert named == [ch.number for ch in gpu], f"setup.md names chapters {named}; the notebooks asking for a GPU are {[ch.number for ch in gpu]}"
 
 
 def test_toc_lists_every_chapter_in_order():

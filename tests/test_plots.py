@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gptcourse.plots import (
+    PAGE_WIDTH,
     STYLE,
     plot_activations,
     plot_attention,
@@ -55,10 +56,15 @@ def test_sliding_windows_pair_each_input_with_its_shifted_target():
     tokens = [f"t{i}" for i in range(12)]
     fig = plot_sliding_window(list(range(12)), tokens, max_length=4, stride=2, n_windows=2)
     (ax,) = panels(fig)
-    assert len(ax.patches) == 2 * 2 * 4  # two windows, input and target rows, 4 tokens each
-    texts = [t.get_text() for t in ax.texts]  # each row's tokens, then the row's label
-    assert texts[:5] == ["t0", "t1", "t2", "t3", "window 1 input"]
-    assert texts[5:10] == ["t1", "t2", "t3", "t4", "window 1 target"]
+    assert len(ax.patches) == 2 * 2 * 4  # two windows, input and target columns, 4 tokens each
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["window 1\ninput", "window 1\ntarget", "window 2\ninput", "window 2\ntarget"]
+    columns = {}  # x -> the column's tokens, top to bottom
+    for text in ax.texts:
+        x, y = text.get_position()
+        columns.setdefault(x, []).append((y, text.get_text()))
+    assert all(text == f"t{y}" for column in columns.values() for y, text in column), "each token in its position's row"
+    first = [[text for _, text in sorted(column)] for _, column in sorted(columns.items())]
+    assert first == [["t0", "t1", "t2", "t3"], ["t1", "t2", "t3", "t4"], ["t2", "t3", "t4", "t5"], ["t3", "t4", "t5", "t6"]]
 
 
 # ---- chapter 2
@@ -112,11 +118,47 @@ def test_head_heatmaps_one_panel_per_head(n_heads):
     assert [ax.get_title() for ax in heads] == [f"head {h}" for h in range(n_heads)]
     assert [t.get_text() for t in heads[0].get_xticklabels()][2] == "c⏎"
     np.testing.assert_allclose(heads[0].images[0].get_array(), weights[0].numpy(), rtol=1e-6)
+    columns = {round(ax.get_position().x0, 3) for ax in heads}
+    assert len(columns) == min(n_heads, 2), "two columns: four heads in a 2 × 2 grid"
 
 
 def test_head_heatmaps_accept_arrays_and_names():
     fig = plot_head_heatmaps(np.eye(3)[None].repeat(2, 0), ["x", "y", "z"], head_names=["first", "second"])
     assert [ax.get_title() for ax in panels(fig)] == ["first", "second"]
+
+
+def _texts(fig):
+    """Every piece of text drawn on a figure's panels: ticks, labels, titles, annotations."""
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        for text in [*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label]:
+            if text.get_visible() and text.get_text():
+                yield text
+
+
+SENTENCE = ["The", " cat", " sat", " on", " the", " mat", " because", " the", " cat", " was", " tired", "."]
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plot_sliding_window(list(range(16)), [" interpreter"] * 16, max_length=4, stride=4, n_windows=3),
+        lambda: plot_attention([torch.eye(12), torch.eye(12)], SENTENCE, ["raw embeddings, scaled: softmax(X Xᵀ/√d)", "b"]),
+        lambda: plot_head_heatmaps(torch.eye(12).expand(4, 12, 12), SENTENCE, title="Four hand-set heads on the same sentence"),
+    ],
+    ids=["sliding windows (ch. 1)", "two heatmaps (ch. 3)", "four heads (ch. 4)"],
+)
+def test_multi_panel_figures_fit_the_page_with_readable_text(draw):
+    """Drawn at most PAGE_WIDTH wide, labels included, a figure is shown near its own size in
+    the book's column; its text is then at least 7.5 points, about 10 px on the page."""
+    fig = draw()
+    fig.canvas.draw()
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, with every label
+    assert width <= PAGE_WIDTH + 0.1, f"{width:.2f} in is wider than the page's {PAGE_WIDTH} in"
+    sizes = {text.get_text(): text.get_fontsize() for text in _texts(fig)}
+    small = {text: size for text, size in sizes.items() if size < 7.5}
+    assert not small, f"text too small to read on the page: {small}"
 
 
 def test_attention_timings_one_panel_per_pass_one_line_per_variant():

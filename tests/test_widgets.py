@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import IPython.display
 import ipywidgets
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 
 from gptcourse.flops import count_flops
@@ -60,6 +62,31 @@ def test_live_figure_shows_controls_then_a_plain_figure_and_redraws_it_in_place(
     (handle,) = live._handles
     assert [fig.axes[0].get_title() for fig in handle.shown] == ["value 2", "value 3"]
     assert len(shown) == 2, "redrawn in place, not displayed again"
+
+
+def controls(widget):
+    """Every control in a widget tree (boxes are walked, not returned)."""
+    if isinstance(widget, ipywidgets.Box):
+        for child in widget.children:
+            yield from controls(child)
+    else:
+        yield widget
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: AttentionExplorer(["The cat sat."], torch.nn.Embedding(50257, 8)), lambda: FlopCalculator()],
+    ids=["AttentionExplorer", "FlopCalculator"],
+)
+def test_labels_are_not_cut_and_controls_wrap_on_a_narrow_screen(make):
+    live = make()
+    for control in controls(live.controls):
+        if isinstance(control, ipywidgets.Checkbox):  # label beside the box, as wide as its text
+            assert not control.indent and control.layout.width == "auto", control.description
+        else:  # label before the control: its own width, not ipywidgets' 80 px ("temperat…")
+            assert control.style.description_width == "initial", control.description
+    grids = [box for box in [live.controls, *live.controls.children] if isinstance(box, ipywidgets.GridBox)]
+    assert grids and all("auto-fill" in grid.layout.grid_template_columns for grid in grids), "side by side only where they fit"
 
 
 # ---- chapter 3: the attention explorer
@@ -119,6 +146,18 @@ def test_calculator_numbers_follow_from_flops_peak_and_mfu():
     assert t4["tokens_per_s"] == pytest.approx(4 * 2048 / t4["step_s"])
     table = calc.markdown()
     assert "does **not** fit in 16 GB" in table  # GPT-2 medium, batch 4 × 2048, needs far more than a T4 has
+
+
+def test_calculator_tables_have_header_cells():
+    """Rendered, each table opens with a row of header cells (<th>) that name its columns."""
+    html = MarkdownIt("commonmark").enable("table").render(FlopCalculator().markdown())
+    assert html.count("<table>") == 2
+    headers = re.findall(r"<th>(.*?)</th>", html)
+    assert headers == [
+        "FLOPs per step (forward + backward)", "6N estimate", "attention matrix share",
+        "GPU, precision (peak)", "time per step at 40% MFU", "tokens/s", "memory of a step",
+    ]
+    assert html.count("<tr>") == 2 + 1 + len(FlopCalculator.DEVICES)  # two header rows, one FLOP row, one row per GPU
 
 
 def test_calculator_redraws_figure_and_table(shown):

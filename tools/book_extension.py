@@ -10,8 +10,14 @@
    page is re-read whenever a notebook changes. Without this extension the placeholder is an
    unknown directive, which fails the build (-W).
 
-2. Solutions without grading marks: the `### BEGIN SOLUTION` / `### END SOLUTION` lines that
-   the student edition needs (tools/student_edition.py) are left out of the book's code.
+2. Exercises styled in the book, plain in the notebooks. A chapter's exercises are plain
+   Markdown headings with collapsed solution cells (tools/course.py), which read well in
+   Colab and Jupyter. As a notebook is read, `style_exercises` rewrites them into
+   sphinx-exercise blocks: the heading and statement into an `{exercise}`, the solution cell
+   and its `<details>` discussion into a gated `{solution-start}`/`{solution-end}` dropdown.
+   sphinx-exercise numbers exercises across the whole book ("Exercise 34"); the course numbers
+   them per chapter, so they are unnumbered there and `number_exercise_titles` writes
+   "Exercise 4.2 · Title" into each title.
 
 3. Widgets that work offline. MyST-NB loads RequireJS and the ipywidgets embedder from CDNs
    and, through `app.add_js_file`, on every page written after the first page with widgets
@@ -26,15 +32,16 @@ import re
 import sys
 from pathlib import Path
 
+import nbformat
 from docutils import nodes
 from sphinx.errors import ExtensionError
 from sphinx.util.fileutil import copy_asset
+from sphinx_exercise.nodes import exercise_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import Chapter, read_chapters  # noqa: E402
+from course import Chapter, discussion_text, exercises, read_chapters, solution_code  # noqa: E402
 
 PLACEHOLDER = "```{course-chapters}\n```"
-MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 # Where `make setup` puts RequireJS and @jupyter-widgets/html-manager's dist/ (see the Makefile).
 WIDGETS_JS = Path(sys.prefix) / "share" / "build-a-gpt" / "widgets"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -64,11 +71,11 @@ def colab_url(repository_url: str, branch: str, chapter: Chapter) -> str:
 def chapters_markdown(chapters: list[Chapter], repository_url: str, branch: str = "main") -> str:
     """The guide's tables: an overview, then each chapter in detail."""
     lines = [
-        "| Chapter | Run time on a laptop CPU (2 cores) | Run time on a Colab T4 GPU | Exercises |",
-        "| --- | --- | --- | --- |",
+        "| Chapter | Run time on a laptop CPU (2 cores) | Run time on a Colab T4 GPU | Opens in Colab with | Exercises |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for ch in chapters:
-        lines.append(f"| {{doc}}`{ch.number}. {cell(ch.title)} </{ch.docname}>` | {cell(ch.runtime['cpu'])} | {cell(ch.runtime['t4'])} | {len(ch.exercises)} |")
+        lines.append(f"| {{doc}}`{ch.number}. {cell(ch.title)} </{ch.docname}>` | {cell(ch.runtime['cpu'])} | {cell(ch.runtime['t4'])} | {'a GPU' if ch.gpu else 'a CPU'} | {len(ch.exercises)} |")
     for ch in chapters:
         lines += ["", f"### {ch.number}. {ch.title}", ""]
         lines += [f"{{doc}}`Read it </{ch.docname}>` · [open it in Colab]({colab_url(repository_url, branch, ch)}) · `{ch.path.name}`", ""]
@@ -80,7 +87,7 @@ def chapters_markdown(chapters: list[Chapter], repository_url: str, branch: str 
         lines += ["**Exercises.**", "", "| Exercise | What it asks, and so assesses | Checked by |", "| --- | --- | --- |"]
         for ex in ch.exercises:
             graded = "a self-check" if ex.checked else "you (no self-check)"
-            lines.append(f"| {ex.number}. {{ref}}`{cell(ex.title)} <{ex.label}>` | {cell(ex.summary)} | {graded} |")
+            lines.append(f"| {{ref}}`{ex.name} · {cell(ex.title)} <{ex.label}>` | {cell(ex.summary)} | {graded} |")
     return "\n".join(lines) + "\n"
 
 
@@ -95,14 +102,81 @@ def fill_in_guide(app, docname: str, source: list[str]) -> None:
     source[0] = source[0].replace(PLACEHOLDER, markdown)
 
 
-def hide_solution_markers(app, doctree) -> None:
-    """Readers need not see nbgrader's `### BEGIN/END SOLUTION` lines in the solutions' code."""
-    for block in doctree.findall(nodes.literal_block):
-        text = block.astext()
-        if MARKER.search(text):
-            text = MARKER.sub("", text).strip("\n")
-            block.rawsource = text
-            block.children = [nodes.Text(text)]
+def fence(text: str) -> str:
+    """A backtick fence longer than any run of backticks in `text`, so it cannot close early."""
+    return "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+
+
+def directive_cell(name: str, argument: str = "", options: str = "", body: str = "", cell_id: str = ""):
+    """A markdown cell holding one MyST directive."""
+    inner = "\n\n".join(part for part in (options, body) if part)
+    outer = fence(inner)
+    cell = nbformat.v4.new_markdown_cell(f"{outer}{{{name}}} {argument}".rstrip() + f"\n{inner}\n{outer}")
+    if cell_id:
+        cell.id = cell_id  # stable ids: the same notebook always becomes the same page
+    return cell
+
+
+def styled_exercises(nb):
+    """The notebook `nb` with its plain exercises rewritten as sphinx-exercise blocks."""
+    found = exercises(nb)
+    if not found:
+        return nb
+    blocks = {}  # cell index -> the cells that replace it
+    for ex in found:
+        blocks[ex.heading] = [directive_cell("exercise", ex.title, f":label: {ex.label}\n:nonumber:", ex.statement, f"{ex.label}-exercise")]
+        if answer := ex.solutions + ex.discussions:
+            # The dropdown stands where the solution starts: code given with the statement stays above it.
+            blocks[min(answer)] = solution_cells(nb, ex)
+    owned = {i for ex in found for i in (ex.heading, *ex.solutions, *ex.discussions)}
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        if index in blocks:
+            cells += blocks[index]
+        elif index not in owned:
+            cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def solution_cells(nb, ex) -> list:
+    """An exercise's solution code and discussion, as one dropdown that opens on a click."""
+    discussion = "\n\n".join(discussion_text(nb.cells[i]) for i in ex.discussions)
+    if not ex.solutions:  # a solution in words only
+        return [directive_cell("solution", ex.label, ":class: dropdown", discussion, f"{ex.label}-solution")] if discussion else []
+    code = []
+    for i in ex.solutions:
+        cell = nbformat.from_dict(nb.cells[i])  # a copy: the notebook read by others is unchanged
+        cell.source = solution_code(cell.source)  # the dropdown's title already says "Solution"
+        code.append(cell)
+    cells = [directive_cell("solution-start", ex.label, ":class: dropdown", cell_id=f"{ex.label}-solution-start"), *code]
+    if discussion:
+        cells.append(nbformat.v4.new_markdown_cell(discussion))
+        cells[-1].id = f"{ex.label}-discussion"
+    return cells + [directive_cell("solution-end", cell_id=f"{ex.label}-solution-end")]
+
+
+def style_exercises(app, docname: str, source: list[str]) -> None:
+    if not app.env.doc2path(docname).endswith(".ipynb"):
+        return
+    nb = nbformat.reads(source[0], as_version=4)
+    source[0] = nbformat.writes(styled_exercises(nb))
+
+
+def number_exercise_titles(app, doctree, docname: str) -> None:
+    """sphinx-exercise's "Exercise (Title)" of an unnumbered exercise, as "Exercise 4.2 · Title"."""
+    for node in doctree.findall(exercise_node):
+        label = node.get("label", "")
+        if not label.startswith("ex-"):
+            continue
+        number = label.removeprefix("ex-").replace("-", ".").upper()
+        title = node.children[0]
+        words = [child.astext() for child in title.children]
+        if len(words) < 3 or words[:2] != ["Exercise", " ("] or words[-1] != ")":
+            raise ExtensionError(f"{docname}: exercise {label} has an unexpected title {title.astext()!r} (sphinx-exercise changed?)")
+        title.children = [nodes.Text(f"Exercise {number} · "), *title.children[2:-1]]
+        for child in title.children:
+            child.parent = title
 
 
 def add_widget_scripts(app, pagename, templatename, context, doctree) -> None:
@@ -124,7 +198,8 @@ def copy_widget_scripts(app, exception) -> None:
 
 def setup(app):
     app.connect("source-read", fill_in_guide)
-    app.connect("doctree-read", hide_solution_markers)
+    app.connect("source-read", style_exercises)
+    app.connect("doctree-resolved", number_exercise_titles)
     app.connect("html-page-context", add_widget_scripts)
     app.connect("build-finished", copy_widget_scripts)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,9 +1,22 @@
 """What the chapters say about themselves: read from the notebooks, never copied by hand.
 
 Each chapter notebook carries its objectives, prerequisites and run times in its `course`
-metadata, and its exercises as sphinx-exercise directives (see CONTRIBUTING.md). The
-instructor guide, the student edition and the grading script all read them from here, so
-none of them can drift from the notebooks.
+metadata, and its exercises in plain Markdown, written for the place students open them
+(Colab, Jupyter; see CONTRIBUTING.md):
+
+    [markdown]   ### Exercise 4.2 · Prove that the future stays hidden
+                 The statement ...
+    [code]       # @title Solution                      tags: solution; collapsed in Colab
+                 ...                                     ("cellView": "form") and Jupyter
+                                                         ("jupyter": {"source_hidden": true})
+    [markdown]   <details><summary>About the solution</summary>  (optional) its discussion
+                 ...
+                 </details>
+    [code]       ... assert ...                          tags: self-check
+                 print("✓ Exercise 4.2")
+
+The book build (tools/book_extension.py), the instructor guide, the student edition and the
+grader all read exercises through `exercises()`, so none of them can drift from the notebooks.
 """
 
 from __future__ import annotations
@@ -17,37 +30,73 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
-# A MyST directive block: an opening fence of 3+ backticks or colons, `{name} argument`,
-# then the body (options first) up to the same fence on a line of its own.
-_DIRECTIVE = r"^(?P<fence>`{{3,}}|:{{3,}})\{{(?P<name>{names})\}}[ \t]*(?P<arg>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$"
-EXERCISE = re.compile(_DIRECTIVE.format(names="exercise|exercise-start"), re.M | re.S)
-SOLUTION = re.compile(_DIRECTIVE.format(names="solution"), re.M | re.S)
-SOLUTION_START = re.compile(_DIRECTIVE.format(names="solution-start"), re.M | re.S)
-SOLUTION_END = re.compile(_DIRECTIVE.format(names="solution-end"), re.M | re.S)
-EXERCISE_END = re.compile(_DIRECTIVE.format(names="exercise-end"), re.M | re.S)
-OPTION = re.compile(r"^:([\w-]+):[ \t]*(.*)$")
-
-
-def split_options(body: str) -> tuple[dict[str, str], str]:
-    """A directive body's leading `:name: value` lines, and the text after them."""
-    options, lines = {}, body.splitlines()
-    while lines and (match := OPTION.match(lines[0])):
-        options[match[1]] = match[2].strip()
-        lines.pop(0)
-    return options, "\n".join(lines).strip()
+# "### Exercise 4.2 · Title": the chapter (a number, or a letter for an appendix), the
+# exercise's number within it, and its title.
+HEADING = re.compile(r"\A###[ \t]+Exercise[ \t]+(?P<number>(?:\d+|[A-Z])\.\d+)[ \t]+·[ \t]+(?P<title>[^\n]+?)[ \t]*(?:\n|\Z)")
+SOLUTION_TITLE = "# @title Solution"
+# What Colab and JupyterLab / Notebook 7 need to show a solution cell collapsed.
+SOLUTION_METADATA = {"cellView": "form", "jupyter": {"source_hidden": True}}
+# A solution's discussion: Markdown that Colab and Jupyter show folded until clicked.
+DETAILS = re.compile(r"\A\s*<details>\s*<summary>(?P<summary>.*?)</summary>\s*\n(?P<body>.*?)\s*</details>\s*\Z", re.S)
+DETAILS_SUMMARY = "About the solution"
+# Any MyST directive fence (```{name} or :::{name}): none belongs in a notebook's Markdown.
+MYST_FENCE = re.compile(r"^[ \t]*(?:`{3,}|:{3,})\{[\w-]+\}", re.M)
 
 
 def tags(cell) -> list[str]:
     return cell.get("metadata", {}).get("tags", [])
 
 
+def is_solution(cell) -> bool:
+    return cell.cell_type == "code" and "solution" in tags(cell)
+
+
+def is_check(cell) -> bool:
+    return cell.cell_type == "code" and "self-check" in tags(cell)
+
+
+def is_discussion(cell) -> bool:
+    return cell.cell_type == "markdown" and DETAILS.match(cell.source) is not None
+
+
+def discussion_text(cell) -> str:
+    """The Markdown inside a `<details>` discussion cell."""
+    return DETAILS.match(cell.source)["body"].strip()
+
+
+def solution_code(source: str) -> str:
+    """A solution cell's code without its `# @title Solution` line."""
+    first, _, rest = source.partition("\n")
+    return rest.lstrip("\n") if first.strip() == SOLUTION_TITLE else source
+
+
+def check_message(number: str) -> str:
+    """What a passing self-check prints last."""
+    return f"✓ Exercise {number}"
+
+
 @dataclass
 class Exercise:
-    number: int  # 1, 2, ... within its chapter
-    label: str
+    number: str  # "4.2": the chapter, then the exercise within it
     title: str
-    statement: str  # the exercise's text, in MyST markdown
-    checked: bool = False  # a self-check cell asserts the answer
+    statement: str  # the text under the heading, in Markdown
+    heading: int  # the index of its heading cell in the notebook
+    solutions: list[int] = field(default_factory=list)  # indices of its solution code cells
+    discussions: list[int] = field(default_factory=list)  # indices of its <details> cells
+    checks: list[int] = field(default_factory=list)  # indices of its self-check cells
+
+    @property
+    def name(self) -> str:
+        return f"Exercise {self.number}"
+
+    @property
+    def label(self) -> str:
+        """The book's cross-reference target: ex-4-2."""
+        return "ex-" + self.number.replace(".", "-").lower()
+
+    @property
+    def checked(self) -> bool:
+        return bool(self.checks)
 
     @property
     def summary(self) -> str:
@@ -58,11 +107,12 @@ class Exercise:
 @dataclass
 class Chapter:
     path: Path
-    number: int
+    number: int | str
     title: str
     objectives: list[str]
     prerequisites: list[str]
     runtime: dict[str, str]
+    gpu: bool  # the notebook asks Colab for a GPU (metadata "accelerator")
     exercises: list[Exercise] = field(default_factory=list)
 
     @property
@@ -79,22 +129,28 @@ def notebook_paths(root: Path = ROOT) -> list[Path]:
 
 
 def exercises(nb) -> list[Exercise]:
-    """The exercises of a notebook, in order, each marked `checked` if a self-check follows it."""
+    """The exercises of a notebook, in order, with the cells that belong to each.
+
+    An exercise runs from its heading to the next Markdown cell that is neither a heading nor
+    a discussion: solution, discussion and self-check cells in between are its own. Code a
+    student adds between them is not part of the exercise, and is left alone.
+    """
     found: list[Exercise] = []
-    gated = False  # inside an {exercise-start} ... {exercise-end} pair, whose text is in the cells between
-    for cell in nb.cells:
+    current: Exercise | None = None
+    for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
-            if gated and EXERCISE_END.search(cell.source):
-                gated = False
-            elif gated:
-                found[-1].statement = f"{found[-1].statement}\n\n{cell.source}".strip()
-            for match in EXERCISE.finditer(cell.source):
-                options, text = split_options(match["body"])
-                label = options.get("label", f"exercise-{len(found) + 1}")
-                found.append(Exercise(len(found) + 1, label, match["arg"].strip(), text))
-                gated = match["name"] == "exercise-start"
-        elif "self-check" in tags(cell) and found:
-            found[-1].checked = True
+            if match := HEADING.match(cell.source):
+                current = Exercise(match["number"], match["title"], cell.source[match.end():].strip(), index)
+                found.append(current)
+                continue
+            if current and is_discussion(cell):
+                current.discussions.append(index)
+                continue
+            current = None
+        elif current and is_solution(cell):
+            current.solutions.append(index)
+        elif current and is_check(cell):
+            current.checks.append(index)
     return found
 
 
@@ -105,11 +161,12 @@ def read_chapter(path: Path) -> Chapter:
         raise ValueError(f"{path.name}: notebook metadata 'course' is missing (see CONTRIBUTING.md)")
     return Chapter(
         path=path,
-        number=int(meta["chapter"]),
+        number=meta["chapter"],
         title=meta["title"],
         objectives=list(meta["objectives"]),
         prerequisites=list(meta["prerequisites"]),
         runtime=dict(meta["runtime"]),
+        gpu=nb.metadata.get("accelerator") == "GPU",
         exercises=exercises(nb),
     )
 

@@ -2,18 +2,14 @@
 
     python tools/student_edition.py [--out student]      (what `make student` runs)
 
-In each chapter notebook, the code between nbgrader's `### BEGIN SOLUTION` and
-`### END SOLUTION` markers is replaced by a stub that raises `NotImplementedError`; that is
-nbgrader's own `ClearSolutions` preprocessor at work. Around it, the book-only markup becomes
-plain Markdown that reads well in Jupyter and Colab:
+In each chapter, every exercise's solution cell becomes an open answer cell (no Colab form
+view, not hidden, no "Solution" title) that raises `NotImplementedError` naming its exercise
+until the student replaces it, and the solution's discussion is removed. The exercise
+headings and the self-check cells stay as they are, so a student's notebook fails its checks
+until the exercises are done (`tools/grade.py` grades by them).
 
-- an `{exercise}` directive becomes a heading, "Exercise 2: Title", and its text;
-- a gated solution (`{solution-start}` ... `{solution-end}`) keeps only its code cells, cleared,
-  under a short "Your answer" line; the solution's prose is removed;
-- a text-only `{solution}` directive becomes nbgrader's "YOUR ANSWER HERE".
-
-The self-check cells stay as they are, so a student's notebook fails its checks until the
-exercises are done (`tools/grade.py` counts them).
+A solution cell is wholly the solution (tools/course.py), so taking it out needs no markers;
+that is why this is a few lines here rather than nbgrader's marker-based `ClearSolutions`.
 """
 
 from __future__ import annotations
@@ -24,10 +20,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-from nbgrader.preprocessors import ClearSolutions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import EXERCISE, EXERCISE_END, ROOT, SOLUTION, SOLUTION_END, SOLUTION_START, notebook_paths, split_options, tags  # noqa: E402
+from course import ROOT, exercises, notebook_paths  # noqa: E402
 
 NOTE = (
     "> **Student edition.** The solutions to this chapter's exercises are removed: write your own "
@@ -35,58 +30,38 @@ NOTE = (
 )
 
 
-class ClearExerciseSolutions(ClearSolutions):
-    """nbgrader's ClearSolutions, with a stub that names the exercise the cell answers."""
+def answer_stub(exercise) -> str:
+    return f'# YOUR CODE HERE\nraise NotImplementedError("{exercise.name}: write your answer in place of this line")'
 
-    def preprocess_cell(self, cell, resources, index):
-        if exercise := cell.metadata.get("exercise"):
-            message = f"{exercise}: write your answer in place of this line".replace('"', "'")
-            self.code_stub = {**self.code_stub, resources["language"]: f'# YOUR CODE HERE\nraise NotImplementedError("{message}")'}
-        return super().preprocess_cell(cell, resources, index)
+
+def answer_cell(solution, exercise):
+    """The solution cell `solution`, emptied into an open cell for the student's answer."""
+    cell = nbformat.v4.new_code_cell(answer_stub(exercise))
+    cell.id = solution.id  # the same place in the notebook, for anyone comparing the two
+    cell.metadata["tags"] = ["answer"]
+    return cell
 
 
 def student_notebook(nb):
     """A copy of the chapter notebook `nb` with its solutions removed and its checks kept."""
     nb = copy.deepcopy(nb)
-    cells, number, in_solution = [], 0, False
-    names = {0: "This exercise"}
-
-    def plain_exercise(match) -> str:
-        """An {exercise} directive as plain Markdown: a heading, then the exercise's text."""
-        nonlocal number
-        number += 1
-        title = match["arg"].strip()
-        names[number] = f"Exercise {number} ({title})" if title else f"Exercise {number}"
-        _, text = split_options(match["body"])
-        return f"### Exercise {number}{': ' + title if title else ''}\n\n{text}".strip()
-
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            if SOLUTION_START.search(cell.source):
-                in_solution = True
-                cells.append(nbformat.v4.new_markdown_cell(f"*Your answer to exercise {number}:*"))
-                continue
-            if SOLUTION_END.search(cell.source) or EXERCISE_END.search(cell.source):
-                in_solution = False
-                continue
-            if in_solution:  # the solution's explanation
-                continue
-            cell.source = EXERCISE.sub(plain_exercise, cell.source)
-            cell.source = SOLUTION.sub(f"*Your answer:* {ClearSolutions().text_stub}", cell.source)
-        elif cell.cell_type == "code" and (in_solution or "solution" in tags(cell)):
-            # What nbgrader needs to see a solution cell (removed again below), and the stub's name.
-            cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "schema_version": 3, "grade_id": f"cell-{len(cells)}"}
-            cell.metadata["exercise"] = names[number]
-        cells.append(cell)
-    nb.cells = cells
-
-    # enforce_metadata: solution markers in a cell that is not a solution cell are an error, not a leak.
-    nb, _ = ClearExerciseSolutions(enforce_metadata=True).preprocess(nb, {})
-    for cell in nb.cells:
-        cell.metadata.pop("nbgrader", None)
-        cell.metadata.pop("exercise", None)
+    replaced, removed = {}, set()
+    for ex in exercises(nb):
+        for i in ex.solutions:
+            replaced[i] = answer_cell(nb.cells[i], ex)
+        removed.update(ex.discussions)
+        if not ex.solutions:  # an exercise answered in words: a cell to write them in
+            replaced[ex.heading] = [nb.cells[ex.heading], nbformat.v4.new_markdown_cell("*Your answer:* YOUR ANSWER HERE")]
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if i in removed:
+            continue
+        new = replaced.get(i, cell)
+        cells += new if isinstance(new, list) else [new]
+    for cell in cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    nb.cells = cells
     if nb.cells and nb.cells[0].cell_type == "markdown":
         nb.cells[0].source = f"{nb.cells[0].source.rstrip()}\n\n{NOTE}"
     nbformat.validate(nb)
