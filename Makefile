@@ -1,7 +1,8 @@
 # The few commands a person types. Each one sets up .venv first if it is missing.
 #   make book     build the book into _build/html (runs every notebook, with a cache)
 #   make test     lint, unit tests, every notebook under nbval, the book with warnings as errors
-#   make bench    our GPT against Hugging Face's GPT-2: training tokens/s on this machine
+#   make bench    our GPT against Hugging Face's GPT-2, then the optimisation ladder, on this machine
+#   make gpu      on an NVIDIA GPU: every notebook, the ladder and the MFU benchmark, recorded
 #   make student  the student edition into student/: the chapters with the solutions taken out
 #   make browser  the book (make book) in a real browser, offline (Chromium, Playwright)
 #   make repository URL=https://github.com/you/build-a-gpt   a fork's own address, everywhere
@@ -16,7 +17,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # -W: warnings are errors; -n: nitpicky (every cross-reference must resolve).
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book test lint unit nbval bench clean student browser repository
+.PHONY: setup book test lint unit nbval bench ladder gpu clean student browser repository
 
 # RequireJS and the ipywidgets embedder, served by the book itself so that pages with widgets
 # need no CDN (tools/book_extension.py adds them to those pages). From the npm registry.
@@ -83,6 +84,23 @@ repository:
 
 bench: setup
 	$(PYTHON) benchmarks/mfu.py
+	$(PYTHON) benchmarks/ladder.py
+
+# fp32 -> TF32 -> autocast -> SDPA -> torch.compile -> fused AdamW -> vocabulary 50,304 -> the
+# largest batch: on a CPU the rungs that apply, in about 10 s; on a GPU every rung, GPT-2 small.
+ladder: setup
+	$(PYTHON) benchmarks/ladder.py
+
+# The GPU evidence the book shows (tools/gpu_run.py says what it runs and records). Set-up keeps
+# a torch already installed, so on a GPU machine PyPI's torch (its Linux wheel is the CUDA build)
+# goes in first; without an NVIDIA driver nothing is installed and the target refuses.
+gpu:
+	@command -v nvidia-smi >/dev/null || { echo "make gpu needs an NVIDIA GPU and its driver (there is no nvidia-smi here)." \
+		"The GPU rows are recorded on such a machine; everything else runs on a CPU (make test)." >&2; exit 2; }
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch
+	@$(MAKE) --no-print-directory setup
+	$(PYTHON) tools/gpu_run.py
 
 clean:
 	rm -rf _build student

@@ -11,7 +11,9 @@ Every model trains with the same step on the same batch: forward, the same loss
 (gptcourse.train.cross_entropy_loss), backward, AdamW (gptcourse.timing.make_train_step).
 The models run in rounds whose order rotates every round (gptcourse.peers.compare): the
 model timed right after another can read a few percent slower, so the ratio of speeds is
-taken per round and the median over rounds reported. Step times are CUDA events on a GPU,
+taken per round and the median over rounds reported. On a GPU each model's peak memory is
+then measured alone (`peak_memory_alone`: the others wait on the CPU), so that it never
+counts another model's weights. Step times are CUDA events on a GPU,
 wall-clock on a CPU. MFU = the exact FLOPs of a step (gptcourse.flops.count_flops; the
 models do the same matmuls) / the median step time / the peak FLOP/s for the precision in
 use (datasheet on a GPU, a measured matmul on a CPU). A benchmark prints figures: it passes
@@ -21,10 +23,12 @@ or fails nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
-import shlex
+import gc
 import sys
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -32,7 +36,8 @@ from gptcourse import GPT, GPTConfig
 from gptcourse.device import autocast_dtype, get_device
 from gptcourse.mfu import TrainingMeasurement
 from gptcourse.peers import Comparison, compare, hf_gpt2, nanogpt_gpt
-from gptcourse.results import RESULTS_FILE, record_result
+from gptcourse.results import RESULTS_FILE, command_line, record_result
+from gptcourse.timing import make_train_step, time_calls
 
 OURS, HF, NANOGPT = "gptcourse GPT", "transformers GPT-2", "nanoGPT"
 # (config, batch size): sized so that a CPU gives figures in seconds. The second pads the
@@ -75,6 +80,46 @@ def build_models(cfg: GPTConfig, args: argparse.Namespace, device: torch.device)
     return {name: torch.compile(m) for name, m in models.items()} if args.compile else models
 
 
+@contextlib.contextmanager
+def others_parked(models: Mapping[str, torch.nn.Module], keep: str, device: torch.device) -> Iterator[None]:
+    """Every model but `keep` on the CPU inside the block, back on `device` after it."""
+    others = [model for name, model in models.items() if name != keep]
+    for model in others:
+        model.to("cpu")
+    try:
+        yield
+    finally:
+        for model in others:
+            model.to(device)
+
+
+def peak_memory_alone(
+    models: Mapping[str, torch.nn.Module], inputs: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype, steps: int = 3
+) -> dict[str, int | None]:
+    """Each model's torch.cuda.max_memory_allocated() over `steps` training steps, alone on the GPU.
+
+    compare() keeps every model on the device, so its peak counts the other models' weights
+    too. Here the others wait on the CPU while one trains with a fresh optimizer: 3 steps
+    reach the steady state (AdamW's state exists from the first step, and the gradients are
+    still alive in the second step's forward). None for each model on a CPU.
+    """
+    device = inputs.device
+    if device.type != "cuda":
+        return dict.fromkeys(models)
+    peaks: dict[str, int | None] = {}
+    for name, model in models.items():
+        with others_parked(models, name, device):
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            step = make_train_step(model, inputs, targets, dtype)
+            time_calls(step, device, repeats=0, warmup=steps)
+            peaks[name] = torch.cuda.max_memory_allocated(device)
+            del step  # and with it the optimizer's state
+            model.zero_grad(set_to_none=True)
+    return peaks
+
+
 def run(cfg: GPTConfig, batch: int, args: argparse.Namespace, device: torch.device) -> tuple[Comparison, dict[str, TrainingMeasurement]]:
     """Time the models on one configuration; each one's measurement over all its rounds."""
     dtype = autocast_dtype(device) if args.dtype == "auto" else DTYPES[args.dtype]
@@ -88,15 +133,16 @@ def run(cfg: GPTConfig, batch: int, args: argparse.Namespace, device: torch.devi
         f"{rounds} rounds of {args.steps} training steps, the order rotating every round, after {args.warmup} warm-up steps"
     )
     result = compare(models, inputs, targets, rounds=rounds, steps_per_round=args.steps, warmup=args.warmup, dtype=dtype)
+    alone = peak_memory_alone(models, inputs, targets, dtype)
     measurements = {
         name: TrainingMeasurement.from_step_times(
             model, cfg, batch, cfg.context_length, result.all_step_times(name), dtype=dtype, peak=args.peak,
-            measure_peak=args.measure_peak, peak_memory=result.peak_memory[name],
+            measure_peak=args.measure_peak, peak_memory=alone[name],
         )
         for name, model in models.items()
     }
     for name, m in measurements.items():
-        memory = "" if m.peak_memory is None else f", peak memory {m.peak_memory / 2**30:.2f} GiB"
+        memory = "" if m.peak_memory is None else f", peak memory {m.peak_memory / 2**30:.2f} GiB (alone)"
         print(
             f"  {name:26} {result.tokens_per_second(name):>10,.0f} tokens/s (spread {m.spread:.0%}), "
             f"MFU {m.mfu:.1%} of {m.peak_flops / 1e12:.3g} TFLOP/s ({m.peak_source}, {m.precision}){memory}"
@@ -108,7 +154,7 @@ def run(cfg: GPTConfig, batch: int, args: argparse.Namespace, device: torch.devi
 
 
 def record(measurements: dict[str, TrainingMeasurement], name: str, cfg: GPTConfig, args: argparse.Namespace, argv: list[str]) -> None:
-    command = "python benchmarks/mfu.py " + " ".join(shlex.quote(a) for a in argv)
+    command = command_line("benchmarks/mfu.py", argv)
     for model, m in measurements.items():
         path = record_result(
             {

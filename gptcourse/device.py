@@ -6,16 +6,30 @@ import contextlib
 
 import torch
 
+from . import gpu_budget
+
+_CAPPED: set[str] = set()  # the CUDA devices whose memory cap this process has applied
+
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """A CUDA GPU if there is one, else Apple's MPS, else the CPU, or `prefer` when given (chapter 4)."""
+    """A CUDA GPU if there is one, else Apple's MPS, else the CPU, or `prefer` when given (chapter 4).
+
+    On a CUDA GPU, with ``GPTCOURSE_GPU_MEMORY_GIB`` set, the first call caps this process's
+    memory there (`gptcourse.gpu_budget.apply_memory_cap`): every notebook asks for its
+    device here, so a large GPU can rehearse a T4's 14.5 GiB (``make gpu`` does).
+    """
     if prefer is not None:
-        return torch.device(prefer)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+        device = torch.device(prefer)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if device.type == "cuda" and str(device) not in _CAPPED and gpu_budget.memory_cap() is not None:
+        gpu_budget.apply_memory_cap(device)
+        _CAPPED.add(str(device))
+    return device
 
 
 def has_native_bf16(device: torch.device | str) -> bool:

@@ -2,16 +2,16 @@
 
 A step holds the weights, their gradients and AdamW's two moments (4 + 4 + 8 bytes per
 parameter in fp32), the activations autograd saves for the backward pass, and, when the
-backward starts, the logits and their gradient. `estimate_memory` adds these up from the
+backward starts, the loss's (B, T, vocab) tensors. `estimate_memory` adds these up from the
 shapes; `measure_saved_activations` checks the activations on any device;
-`find_max_batch_size` tries real steps on a GPU, or bisects on the estimate elsewhere.
+`find_max_batch_size` tries real steps on a GPU (several, to reach steady state), or searches
+on the estimate elsewhere. `attention_benchmark_memory` sizes chapter 4's attention timing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
-import os
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,7 @@ from .checks import one_of, optional_positive_int, positive_int
 from .config import GPTConfig
 from .device import autocast, autocast_dtype
 from .flops import batch_shape, model_config, num_parameters
+from .gpu_budget import SAFETY_FRACTION, available_memory, host_memory_available, is_out_of_memory, release_memory
 from .timing import make_train_step, synchronize
 from .train import cross_entropy_loss
 
@@ -36,11 +37,16 @@ class MemoryEstimate:
     gradients: int
     optimizer: int
     activations: int  # the tensors autograd saves for the backward pass
-    logits: int  # the logits and their gradient, alive together when the backward starts
+    logits: int  # the loss's (B, T, vocab) gradients, alive with the saved log-softmax when the backward starts
 
     @property
     def total(self) -> int:
         return self.weights + self.gradients + self.optimizer + self.activations + self.logits
+
+    @property
+    def model_state(self) -> int:
+        """Weights, gradients and optimizer state: what each model keeps between its steps."""
+        return self.weights + self.gradients + self.optimizer
 
     def to_dict(self) -> dict[str, int]:
         """The five parts and their total, in bytes."""
@@ -70,9 +76,10 @@ def estimate_memory(
     attention weights with ``attention="manual"`` (B·h·T² numbers; SDPA keeps only a B·h·T
     log-sum-exp). Under autocast (``dtype`` fp16/bf16) the matmuls' inputs are kept in half
     precision, beside half-precision copies of the weights; the residual stream stays fp32;
-    on a GPU the softmax runs (and is saved) in fp32. Then the logits: the log-softmax's
-    fp32 output is saved, and when the backward starts the logits and their gradient are
-    alive too.
+    on a GPU the softmax runs (and is saved) in fp32. Then the loss: the log-softmax's fp32
+    output is saved (an activation), and the backward starts with the largest tensors of the
+    step: the gradient the loss hands to the log-softmax and the one it hands on, both fp32
+    (B, T, vocab), beside that saved output (``logits`` counts the two gradients).
 
     The CUDA caching allocator, cuBLAS workspaces and fragmentation add to this; compare
     with ``torch.cuda.max_memory_allocated()`` (`measure_training` reports both).
@@ -102,7 +109,11 @@ def estimate_memory(
     activations += b * t * v * fp32  # the log-softmax output, saved by cross_entropy
     if half != fp32:
         activations += half * (layers * 12 * d * d + d * v)  # autocast's copies of the weight matrices
-    logits = b * t * v * (half + fp32)  # the logits, and the gradient of the fp32 loss input
+    # At the start of the backward, log-softmax's saved output and the gradients entering and
+    # leaving its backward are three fp32 (B, T, V) tensors at once, in any precision (a live
+    # count on the CPU checks it: tests/test_memory.py). Gradients of the weights are not alive
+    # yet at that moment, so the sum below is a slight over-estimate there: a margin.
+    logits = 2 * b * t * v * fp32
     return MemoryEstimate(weights, fp32 * params, 2 * fp32 * params, activations, logits)
 
 
@@ -140,15 +151,40 @@ def measure_saved_activations(
     return sum(saved.values())
 
 
-def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+def attention_benchmark_memory(
+    batch_size: int,
+    n_heads: int,
+    seq_len: int,
+    emb_dim: int,
+    dtype: torch.dtype = torch.float32,
+    attention: str = "manual",
+    training: bool = True,
+) -> MemoryEstimate:
+    """The memory of one multi-head attention layer's forward (and backward), as chapter 4 times it.
+
+    Defined for chapter 4's timing, used in chapter 10. An upper bound rather than a count:
+    the weights (4·d² + 4·d, fp32) and their gradients; seven (B, T, d) tensors (the input,
+    Q, K, V, the heads' output, merged, projected) and as many gradients; with
+    ``attention="manual"``, three (B, h, T, T) matrices at once (the masked scores, the
+    scaled scores and the softmax in the forward; the saved softmax, its gradient and the
+    scores' gradient in the backward) and the (T, T) boolean mask; with SDPA, only a fp32
+    log-sum-exp per row. Without autocast: every tensor is in ``dtype``. The module has no
+    optimizer (chapter 4 times forward and backward only).
+    """
+    b, h, t, d = (positive_int(n, v) for n, v in (("batch_size", batch_size), ("n_heads", n_heads), ("seq_len", seq_len), ("emb_dim", emb_dim)))
+    one_of("attention", attention, ATTENTION_KINDS)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float32), got {dtype!r}.")
+    if d % h:
+        raise ValueError(f"emb_dim ({d}) must be divisible by n_heads ({h}): each head gets emb_dim // n_heads dimensions.")
+    size, passes = _bytes(dtype), 2 if training else 1  # a gradient for every activation
+    weights = 4 * (4 * d * d + 4 * d)  # W_query, W_key, W_value, out_proj, with biases, fp32
+    activations = 7 * b * t * d * size * passes
+    if attention == "manual":
+        activations += 3 * b * h * t * t * size + t * t  # + the causal mask, one byte a position
+    else:
+        activations += b * h * t * 4
+    return MemoryEstimate(weights, weights if training else 0, 0, activations, 0)
 
 
 def find_max_batch_size(
@@ -158,30 +194,54 @@ def find_max_batch_size(
     dtype: torch.dtype | None = None,
     memory_budget: int | None = None,
     max_batch_size: int = 4096,
+    by: str | None = None,
+    steps: int = 3,
 ) -> int:
     """The largest batch whose training step fits in memory (0 if not even 1 fits).
 
-    Defined in chapter 10. On a GPU (and no ``memory_budget``): real training steps, batch
-    1, 2, 4, ... until one runs out of memory, then a binary search between the last that
-    fit and the first that did not; each out-of-memory error is caught and its memory
-    freed. Elsewhere, or with a ``memory_budget`` in bytes: the largest batch whose
-    `estimate_memory` fits the budget (default on a CPU: half the memory now available),
-    found by the same search. Never more than ``max_batch_size``.
+    Defined in chapter 10. The search: batch 1, 2, 4, ... until one does not fit, then a
+    binary search between the last that fit and the first that did not; never more than
+    ``max_batch_size``. Whether a batch fits is decided one of two ways:
+
+    ``by="running"`` (the default on a CUDA GPU with no ``memory_budget``): real training
+    steps, ``steps`` of them (default 3). One is not enough: AdamW allocates its two moments
+    at the first ``step()``, and a step's gradients are still alive during the next
+    forward, so memory peaks in the second step (a single-step trial picks batches that
+    crash later). Every allocation failure (`gptcourse.gpu_budget.is_out_of_memory`: PyTorch's,
+    cuBLAS's and cuDNN's) means "does not fit"; any other error propagates. Between trials
+    the step, its optimizer and the model's gradients are dropped and the CUDA cache emptied.
+
+    ``by="estimate"`` (the default elsewhere): the largest batch whose `estimate_memory`
+    fits ``memory_budget``: by default, on a GPU, `SAFETY_FRACTION` of the memory free now;
+    elsewhere half the RAM now available.
     """
     cfg = model_config(model, config)
     _, seq_len = batch_shape(cfg, 1, seq_len)
     max_batch_size = positive_int("max_batch_size", max_batch_size)
+    steps = positive_int("steps", steps)
     memory_budget = optional_positive_int("memory_budget", memory_budget)
     device = next(model.parameters()).device
     dtype = autocast_dtype(device) if dtype is None else dtype
+    if by is None:
+        by = "running" if device.type == "cuda" and memory_budget is None else "estimate"
+    one_of("by", by, ("running", "estimate"))
 
-    if device.type == "cuda" and memory_budget is None:
+    if by == "running":
+        if memory_budget is not None:
+            raise ValueError("memory_budget is for by='estimate'; by='running' tries real steps against the memory there is.")
+        if device.type == "meta":
+            raise ValueError("by='running' needs a model with real weights; a meta-device model has only shapes: use by='estimate'.")
 
         def fits(batch: int) -> bool:
-            return _fits_on_gpu(model, batch, seq_len, dtype)
+            return _fits_by_running(model, batch, seq_len, dtype, steps)
 
     else:
-        budget = memory_budget if memory_budget is not None else _available_memory() // 2
+        if memory_budget is not None:
+            budget = memory_budget
+        elif device.type == "cuda":
+            budget = int(SAFETY_FRACTION * available_memory(device))
+        else:
+            budget = host_memory_available() // 2
         attention = attention_of(model)
 
         def fits(batch: int) -> bool:
@@ -205,19 +265,40 @@ def find_max_batch_size(
     return good
 
 
-def _fits_on_gpu(model: torch.nn.Module, batch: int, seq_len: int, dtype: torch.dtype) -> bool:
+def _allocate_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Make the optimizer allocate its state now, as a real run has it from its first update.
+
+    fp16's gradient scaler skips ``optimizer.step()`` while the scaled gradients overflow,
+    which is common in the first steps: a trial of a few steps could then end before AdamW
+    has allocated anything. An update of zero gradients (the trial's lr is 0) allocates it.
+    """
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    optimizer.step()
+    model.zero_grad(set_to_none=True)
+
+
+def _fits_by_running(model: torch.nn.Module, batch: int, seq_len: int, dtype: torch.dtype, steps: int) -> bool:
+    """True if `steps` training steps of this batch run; False if one runs out of memory."""
     device = next(model.parameters()).device
-    inputs = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
-    step = None
+    inputs = step = None
     try:
+        inputs = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
         step = make_train_step(model, inputs, inputs, dtype)
-        step()
-        synchronize(device)
+        _allocate_optimizer_state(model, step.optimizer)
+        for _ in range(steps):  # the previous step's gradients are alive in each forward from step 2 on
+            step()
+        synchronize(device)  # a GPU reports a failed kernel only when waited for
         return True
-    except torch.cuda.OutOfMemoryError:
+    except Exception as error:
+        if not is_out_of_memory(error):  # only memory errors mean "does not fit"
+            raise
+        # The traceback's frames hold the failed step's activations (and, through its function,
+        # the optimizer's state): clear them and drop the traceback, so that they are freed now.
+        traceback.clear_frames(error.__traceback__)
+        error.__traceback__ = None
         return False
     finally:
-        del inputs, step
-        model.zero_grad(set_to_none=True)
-        gc.collect()
-        torch.cuda.empty_cache()
+        inputs = step = None  # the step holds the optimizer and its state: drop both
+        release_memory(model)

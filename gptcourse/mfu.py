@@ -7,7 +7,8 @@ use**:
     MFU = (FLOPs per training step / seconds per step) / peak FLOP/s
 
 The FLOPs come from the exact count of `gptcourse.flops`; the peak from the datasheets
-(`gptcourse.peaks`) on a GPU, or from a large matmul measured here on a CPU.
+(`gptcourse.peaks`) on a GPU, or from a large matmul measured here on a CPU and on a GPU
+the table does not know (`choose_peak`).
 
     >>> tokens_per_second, mfu = measure_throughput(model, config, batch_size=32)
     >>> m = measure_training(model, config, batch_size=8)   # everything: times, memory, both peaks
@@ -22,13 +23,40 @@ from typing import Any
 
 import torch
 
-from .checks import non_negative_int, positive_int
+from .checks import finite_number, non_negative_int, positive_int
 from .config import GPTConfig
 from .device import autocast_dtype
 from .flops import batch_shape, count_flops, model_config
 from .memory import attention_of, estimate_memory
-from .peaks import matmul_precision, peak_flops
+from .peaks import datasheet_peak, matmul_precision
 from .timing import make_train_step, measure_peak_flops, time_calls
+
+MEASURED = "measured matmul"
+
+
+def choose_peak(device_name: str, precision: str, measured: float | None, given: float | None = None) -> tuple[float, str]:
+    """The denominator of MFU, and where it comes from: ``(FLOP/s, source)``. Chapter 10.
+
+    In this order: the peak ``given`` (source "given"); the datasheet figure of a GPU in
+    `gptcourse.peaks.PEAKS` for the `precision` the matmuls run in ("datasheet"); else the
+    ``measured`` matmul peak (`gptcourse.timing.measure_peak_flops`), labelled "measured
+    matmul" on a CPU and "measured matmul (no datasheet figure for NAME)" on a GPU the
+    table does not know, so that an RTX 4090 gets an MFU that says what it is taken against
+    rather than an error.
+    """
+    if given is not None:
+        return finite_number("peak", given, strictly_above=0), "given"
+    datasheet = datasheet_peak(device_name, precision)
+    if datasheet is not None:
+        return datasheet, "datasheet"
+    if measured is None:
+        raise ValueError(
+            f"measured: there is no datasheet peak for {device_name!r} in {precision}, and no measured one was given. "
+            "Measure it (gptcourse.timing.measure_peak_flops) and pass it, or pass the peak you trust as given=... (FLOP/s)."
+        )
+    if device_name in ("cpu", "mps"):
+        return finite_number("measured", measured, strictly_above=0), MEASURED
+    return finite_number("measured", measured, strictly_above=0), f"{MEASURED} (no datasheet figure for {device_name})"
 
 
 @dataclass(frozen=True)
@@ -42,7 +70,7 @@ class TrainingMeasurement:
     step_times: tuple[float, ...]
     flops_per_step: int  # exact, from gptcourse.flops.count_flops (forward + backward)
     peak_flops: float  # the denominator of `mfu`
-    peak_source: str  # "datasheet", "measured matmul" or "given"
+    peak_source: str  # "datasheet", "given", or "measured matmul" (see `choose_peak`)
     measured_peak_flops: float | None  # a large matmul's FLOP/s on this device, when measured
     peak_memory: int | None  # torch.cuda.max_memory_allocated() during the steps (GPU only)
     estimated_memory: int  # estimate_memory(...).total
@@ -63,8 +91,9 @@ class TrainingMeasurement:
         """The measurement of training steps timed elsewhere (e.g. by `gptcourse.peers.compare`).
 
         MFU is taken against ``peak`` when given, else the datasheet peak for the precision
-        (GPU), else a measured matmul peak (CPU, where it is always measured). On a GPU,
-        ``measure_peak=True`` measures the matmul peak too, so that both MFUs are reported.
+        (a GPU in `gptcourse.peaks.PEAKS`), else a measured matmul peak (a CPU, or a GPU
+        the table does not know): `choose_peak`. ``measure_peak=True`` measures the matmul
+        peak on a GPU with a datasheet figure too, so that both MFUs are reported.
         """
         if not step_times:
             raise ValueError("step_times: give at least one step time, in seconds.")
@@ -74,13 +103,9 @@ class TrainingMeasurement:
         dtype = autocast_dtype(device) if dtype is None else dtype
         precision = matmul_precision(device, dtype)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-        measured = measure_peak_flops(device, dtype) if measure_peak or device.type != "cuda" else None
-        if peak is not None:
-            denominator, source = peak_flops(name, precision, peak=peak), "given"
-        elif device.type == "cuda":
-            denominator, source = peak_flops(name, precision), "datasheet"
-        else:
-            denominator, source = measured, "measured matmul"
+        needs_measured = device.type != "cuda" or measure_peak or (peak is None and datasheet_peak(name, precision) is None)
+        measured = measure_peak_flops(device, dtype) if needs_measured else None
+        denominator, source = choose_peak(name, precision, measured, peak)
         estimate = estimate_memory(cfg, batch_size, seq_len, dtype=dtype, attention=attention_of(model), device_type=device.type)
         return cls(
             device=name,
@@ -137,7 +162,7 @@ class TrainingMeasurement:
             f"  {self.flops_per_token / 1e6:.1f} MFLOP/token -> {self.achieved_flops / 1e9:,.1f} GFLOP/s achieved",
             f"  MFU {self.mfu:.1%} of {self.peak_flops / 1e12:.3g} TFLOP/s ({self.peak_source})",
         ]
-        if self.measured_peak_flops is not None and self.peak_source != "measured matmul":
+        if self.measured_peak_flops is not None and not self.peak_source.startswith(MEASURED):
             lines.append(f"  MFU {self.mfu_vs_measured:.1%} of the measured matmul peak, {self.measured_peak_flops / 1e12:.3g} TFLOP/s")
         if self.mfu > 1 or (self.mfu_vs_measured or 0) > 1:
             lines.append(
@@ -160,6 +185,7 @@ def measure_training(
     peak: float | None = None,
     measure_peak: bool = False,
     seed: int = 0,
+    fused: bool | None = None,
 ) -> TrainingMeasurement:
     """Time `steps` training steps after `warmup` untimed ones; report speed, MFU and memory.
 
@@ -169,8 +195,9 @@ def measure_training(
     on a CPU). MFU is taken against ``peak`` when given, else the datasheet peak for that
     precision (GPU), else a measured matmul peak (CPU). ``measure_peak=True`` also
     measures the matmul peak on a GPU (a CPU always measures it), so that both MFUs are
-    reported. The model's weights are left unchanged (the optimizer runs with lr=0) and
-    its training mode restored.
+    reported. ``fused`` chooses AdamW's implementation (`gptcourse.timing.make_train_step`).
+    The model's weights are left unchanged (the optimizer runs with lr=0) and its training
+    mode restored.
     """
     cfg = model_config(model, config)
     batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
@@ -182,7 +209,7 @@ def measure_training(
     targets = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=generator).to(device)
     was_training = model.training
     model.train()
-    step = make_train_step(model, inputs, targets, dtype)
+    step = make_train_step(model, inputs, targets, dtype, fused=fused)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -205,8 +232,9 @@ def measure_throughput(
     """``(tokens_per_second, mfu)`` of training `model` (the SPEC's call); chapter 10.
 
     A thin wrapper of `measure_training` (same keyword arguments: ``seq_len``, ``steps``,
-    ``warmup``, ``dtype``, ``peak``): on a GPU, MFU against the datasheet peak for the
-    precision in use; on a CPU, against the measured matmul peak.
+    ``warmup``, ``dtype``, ``peak``, ``fused``): on a GPU, MFU against the datasheet peak
+    for the precision in use; on a CPU, or a GPU without one, against the measured matmul
+    peak.
     """
     m = measure_training(model, config, batch_size=batch_size, **kwargs)
     return m.tokens_per_second, m.mfu

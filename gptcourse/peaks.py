@@ -157,23 +157,25 @@ PEAKS: dict[str, DevicePeaks] = {
 # torch.cuda.get_device_name() strings -> PEAKS keys, most specific first.
 # Examples: "Tesla T4", "Tesla P100-PCIE-16GB", "Tesla V100-SXM2-16GB", "NVIDIA A100-SXM4-40GB",
 # "NVIDIA A100 80GB PCIe", "NVIDIA A10G", "NVIDIA L4", "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe".
+# Every model number starts at a word boundary (\b): "NVIDIA GH200 480GB" (a Grace Hopper
+# superchip) contains "H200" but is not an H200, and gets no figure rather than a wrong one.
 _NAME_PATTERNS: list[tuple[str, str]] = [
     (r"\bT4\b", "T4"),
-    (r"P100[- ]?PCIE", "P100 PCIe"),
-    (r"P100[- ]?SXM2", "P100 SXM2"),
-    (r"V100S", "V100S PCIe"),
-    (r"V100[- ]?PCIE", "V100 PCIe"),
-    (r"V100[- ]?SXM2", "V100 SXM2"),
-    (r"A100.*PCIE", "A100 PCIe"),
-    (r"A100[- ]?SXM", "A100 SXM"),
+    (r"\bP100[- ]?PCIE", "P100 PCIe"),
+    (r"\bP100[- ]?SXM2", "P100 SXM2"),
+    (r"\bV100S\b", "V100S PCIe"),
+    (r"\bV100[- ]?PCIE", "V100 PCIe"),
+    (r"\bV100[- ]?SXM2", "V100 SXM2"),
+    (r"\bA100\b.*PCIE", "A100 PCIe"),
+    (r"\bA100[- ]?SXM", "A100 SXM"),
     (r"\bA10G\b", "A10G"),
     (r"\bA10\b", "A10"),
     (r"\bL4\b", "L4"),
-    (r"H100.*PCIE", "H100 PCIe"),
-    (r"H100.*NVL", "H100 NVL"),
-    (r"H100.*(SXM|HBM3)", "H100 SXM"),
-    (r"H200.*NVL", "H200 NVL"),
-    (r"H200(?!.*NVL)", "H200 SXM"),
+    (r"\bH100\b.*PCIE", "H100 PCIe"),
+    (r"\bH100\b.*NVL", "H100 NVL"),
+    (r"\bH100\b.*(SXM|HBM3)", "H100 SXM"),
+    (r"\bH200\b.*NVL", "H200 NVL"),
+    (r"\bH200\b(?!.*NVL)", "H200 SXM"),
 ]
 
 _PRECISION_KEYS: dict[Any, str] = {
@@ -295,16 +297,46 @@ def autocast_precision(device_name: torch.device | str) -> str:
     return "bf16" if "bf16" in device_peaks(device_name).flops else "fp16"
 
 
+def datasheet_peak(device_name: torch.device | str, precision: str | torch.dtype) -> float | None:
+    """The datasheet peak of a GPU for a precision, or None where `PEAKS` has no entry for it.
+
+    Defined in chapter 10. None for a CPU and for a GPU the table does not know (an RTX
+    4090, a GH200): MFU is then taken against a measured matmul peak (`gptcourse.mfu.
+    choose_peak`). A precision a known GPU cannot run natively (bf16 on a T4) still raises.
+    """
+    try:
+        device_peaks(device_name)
+    except UnknownDeviceError:
+        return None
+    return peak_flops(device_name, precision)
+
+
+def tf32_enabled() -> bool:
+    """True when CUDA fp32 matmuls may run on TF32 tensor cores, by this process's settings.
+
+    Defined in chapter 10. PyTorch's default is False: fp32 matmuls stay fp32 ("ieee")
+    until ``torch.set_float32_matmul_precision("high")`` (or "medium") turns TF32 on.
+    """
+    matmul = torch.backends.cuda.matmul
+    # PyTorch >= 2.9 has a new API, and reading the old flag raises once the new one was set:
+    # ask the new one first. "none" means "as the global setting says".
+    setting = getattr(matmul, "fp32_precision", None)
+    if setting == "none":
+        setting = getattr(torch.backends, "fp32_precision", None)
+    if setting in ("tf32", "ieee"):
+        return setting == "tf32"
+    return bool(matmul.allow_tf32)
+
+
 def matmul_precision(device: torch.device | str, dtype: torch.dtype) -> str:
     """The peak to compare against for work in `dtype` on `device`: its `precision_key`,
-    or "tf32" when fp32 matmuls run on TF32 tensor cores (Ampere and newer, when enabled).
+    or "tf32" when fp32 matmuls run on TF32 tensor cores (an Ampere or newer GPU, with
+    `tf32_enabled`).
 
     Defined in chapter 10.
     """
     device = torch.device(device)
-    if dtype == torch.float32 and device.type == "cuda":
-        matmul = torch.backends.cuda.matmul
-        tf32 = matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest" or getattr(matmul, "fp32_precision", "") == "tf32"
-        if tf32 and torch.cuda.get_device_capability(device)[0] >= 8:
+    if dtype == torch.float32 and device.type == "cuda" and tf32_enabled():
+        if torch.cuda.get_device_capability(device)[0] >= 8:  # TF32 units arrived with Ampere (8.0)
             return "tf32"
     return precision_key(dtype)

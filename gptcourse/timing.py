@@ -19,6 +19,7 @@ import torch
 
 from .checks import non_negative_int, optional_positive_int, positive_int
 from .device import autocast, get_device, needs_grad_scaler
+from .peaks import tf32_enabled
 from .train import cross_entropy_loss
 
 
@@ -66,6 +67,7 @@ def make_train_step(
     targets: torch.Tensor,
     dtype: torch.dtype,
     lr: float = 0.0,
+    fused: bool | None = None,
 ) -> Callable[[], None]:
     """One training step (forward, loss, backward, AdamW) as a function of no arguments.
 
@@ -73,10 +75,17 @@ def make_train_step(
     libraries' models are adapted to that in `gptcourse.peers`. The loss is
     `gptcourse.train.cross_entropy_loss`, under autocast in `dtype`. ``lr=0`` by default:
     the optimizer does all its work, but measuring does not change the weights. fp16 gets
-    a gradient scaler, as it would in training.
+    a gradient scaler, as it would in training. ``fused=True`` runs AdamW's update as a
+    few fused kernels (`fused_adamw_supported` says where); None is PyTorch's default (on
+    a GPU the "foreach" implementation: one kernel per operation over all the tensors).
     """
     device = inputs.device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    if fused and not fused_adamw_supported(device):
+        raise ValueError(
+            f"fused=True: this PyTorch ({torch.__version__}) has no fused AdamW for {device.type} tensors; "
+            "pass fused=None for its default implementation."
+        )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused)
     scaler = torch.amp.GradScaler(device.type) if needs_grad_scaler(dtype) else None
 
     def step() -> None:
@@ -95,7 +104,16 @@ def make_train_step(
     return step
 
 
-_MEASURED_PEAKS: dict[tuple[str, str, int], float] = {}
+def fused_adamw_supported(device: torch.device | str) -> bool:
+    """True where ``torch.optim.AdamW(..., fused=True)`` works: CUDA, and CPU since torch 2.4 (chapter 10)."""
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+    except RuntimeError:  # "`fused=True` requires all the params to be ... of supported devices"
+        return False
+    return True
+
+
+_MEASURED_PEAKS: dict[tuple[str, str, int, bool], float] = {}
 
 
 def measure_peak_flops(
@@ -110,13 +128,14 @@ def measure_peak_flops(
 
     Defined in chapter 10. ``n`` defaults to 8192 on a GPU and 1024 on a CPU (large enough
     to be compute-bound, small enough to take well under a second). The result is
-    remembered per (device, dtype, n) so that a notebook's MFU figures share one
-    denominator; ``refresh=True`` measures again.
+    remembered per (device, dtype, n, TF32 setting) so that a notebook's MFU figures share
+    one denominator, and an fp32 peak measured with TF32 on (`gptcourse.peaks.tf32_enabled`)
+    is never reused with it off; ``refresh=True`` measures again.
     """
     device = get_device() if device is None else torch.device(device)
     n = optional_positive_int("n", n) or (8192 if device.type == "cuda" else 1024)
     repeats = positive_int("repeats", repeats)
-    key = (str(device), str(dtype), n)
+    key = (str(device), str(dtype), n, dtype == torch.float32 and tf32_enabled())
     if key in _MEASURED_PEAKS and not refresh:
         return _MEASURED_PEAKS[key]
     generator = torch.Generator(device="cpu").manual_seed(0)

@@ -5,6 +5,7 @@ import contextlib
 import torch
 
 from gptcourse import device as dev
+from gptcourse import gpu_budget
 
 
 def test_on_the_cpu():
@@ -27,3 +28,19 @@ def test_t4_bf16_is_not_native(monkeypatch):
     assert dev.autocast_dtype("cuda") == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert dev.autocast_dtype("cuda") == torch.bfloat16
+
+
+def test_a_memory_cap_is_applied_once_per_process(monkeypatch):
+    # make gpu's second pass sets GPTCOURSE_GPU_MEMORY_GIB=14.5: every notebook asks get_device
+    # for its device, and so runs within a T4's memory on a larger GPU.
+    applied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_budget, "apply_memory_cap", lambda device="cuda": applied.append(str(device)))
+    monkeypatch.setattr(dev, "_CAPPED", set())
+    monkeypatch.delenv(gpu_budget.MEMORY_CAP_VARIABLE, raising=False)
+    assert dev.get_device().type == "cuda" and applied == [], "no cap asked for, none applied"
+    monkeypatch.setenv(gpu_budget.MEMORY_CAP_VARIABLE, "14.5")
+    assert dev.get_device() == torch.device("cuda")
+    assert dev.get_device() == torch.device("cuda")
+    assert dev.get_device("cpu").type == "cpu"
+    assert applied == ["cuda"], "once per process, and only for a CUDA device"

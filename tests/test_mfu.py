@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,8 @@ import torch
 from gptcourse import GPT, GPTConfig
 from gptcourse.flops import count_flops
 from gptcourse.memory import estimate_memory
-from gptcourse.mfu import TrainingMeasurement, measure_throughput, measure_training
+from gptcourse.mfu import TrainingMeasurement, choose_peak, measure_throughput, measure_training
+from gptcourse.timing import fused_adamw_supported
 
 TINY = GPTConfig(vocab_size=128, context_length=16, emb_dim=32, n_heads=4, n_layers=2)
 
@@ -68,3 +70,43 @@ def test_other_bad_measurements_are_clear_errors():
         TrainingMeasurement.from_step_times(model, None, 2, 8, [])
     with pytest.raises(ValueError, match="peak must be > 0"):
         measure_training(model, batch_size=1, steps=1, warmup=0, peak=0)
+
+
+def test_the_peak_is_given_else_datasheet_else_measured():
+    assert choose_peak("Tesla T4", "fp16", measured=40e12, given=50e12) == (50e12, "given")
+    assert choose_peak("Tesla T4", "fp16", measured=40e12) == (65e12, "datasheet")
+    assert choose_peak("NVIDIA A100-SXM4-40GB", "tf32", measured=None) == (156e12, "datasheet")
+    assert choose_peak("cpu", "fp32", measured=1e11) == (1e11, "measured matmul")
+
+
+@pytest.mark.parametrize("name", ["NVIDIA GeForce RTX 4090", "NVIDIA GH200 480GB"])
+def test_a_gpu_without_a_datasheet_figure_gets_the_measured_peak_labelled(name):
+    flops, source = choose_peak(name, "bf16", measured=150e12)
+    assert flops == 150e12
+    assert source == f"measured matmul (no datasheet figure for {name})"
+    with pytest.raises(ValueError, match=rf"measured: there is no datasheet peak for '{name}' in bf16.*measure_peak_flops"):
+        choose_peak(name, "bf16", measured=None)
+
+
+def test_a_known_gpu_that_cannot_run_the_precision_still_refuses():
+    with pytest.raises(ValueError, match="fp16 with a gradient scaler"):
+        choose_peak("Tesla T4", "bf16", measured=10e12)
+    with pytest.raises(ValueError, match="peak must be > 0"):
+        choose_peak("Tesla T4", "fp16", measured=None, given=0)
+
+
+def test_the_summary_names_an_unlisted_gpus_peak():
+    m = TrainingMeasurement.from_step_times(GPT(TINY), None, 2, 16, [0.1], peak=1e9)
+    unlisted = dataclasses.replace(
+        m, device="NVIDIA GeForce RTX 4090", precision="bf16", peak_flops=150e12, measured_peak_flops=150e12,
+        peak_source="measured matmul (no datasheet figure for NVIDIA GeForce RTX 4090)",
+    )  # fmt: skip
+    summary = unlisted.summary()
+    assert "(measured matmul (no datasheet figure for NVIDIA GeForce RTX 4090))" in summary
+    assert "of the measured matmul peak" not in summary, "one denominator, said once"
+
+
+@pytest.mark.skipif(not fused_adamw_supported("cpu"), reason=f"torch {torch.__version__} has no fused AdamW on a CPU")
+def test_fused_adamw_can_be_measured():
+    m = measure_training(GPT(TINY), batch_size=1, seq_len=8, steps=1, warmup=1, fused=True)
+    assert m.tokens_per_second > 0

@@ -9,12 +9,14 @@ from gptcourse.peaks import (
     PEAKS,
     UnknownDeviceError,
     autocast_precision,
+    datasheet_peak,
     device_peaks,
     match_device,
     matmul_precision,
     peak_flops,
     precision_dtype,
     precision_key,
+    tf32_enabled,
 )
 
 
@@ -117,3 +119,52 @@ def test_precision_names_and_dtypes():
     assert precision_dtype(torch.float16) == torch.float16
     assert matmul_precision("cpu", torch.float32) == "fp32"
     assert matmul_precision("cpu", torch.bfloat16) == "bf16"
+
+
+@pytest.mark.parametrize("name", ["NVIDIA GH200 480GB", "NVIDIA GH200 144G HBM3e", "NVIDIA GeForce RTX 4090", "NVIDIA L40S", "NVIDIA RTX A6000"])
+def test_other_gpus_get_no_figure_rather_than_a_neighbours(name):
+    # A GH200 contains "H200" (and its memory is HBM3, like an H100 SXM's), but it is neither.
+    assert match_device(name) is None
+    assert datasheet_peak(name, "bf16") is None
+    with pytest.raises(UnknownDeviceError, match=rf"device_name='{name}'.*peak="):
+        peak_flops(name, "bf16")
+
+
+def test_datasheet_peak_is_none_only_for_an_unknown_device():
+    assert datasheet_peak("Tesla T4", torch.float16) == 65e12
+    assert datasheet_peak("cpu", torch.float32) is None
+    with pytest.raises(ValueError, match="fp16 with a gradient scaler"):
+        datasheet_peak("Tesla T4", torch.bfloat16)  # a known GPU that cannot: still a refusal
+
+
+@pytest.fixture
+def fp32_settings():
+    """PyTorch's fp32 matmul precision, restored after the test."""
+    before = torch.get_float32_matmul_precision()
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((8, 0), "tf32"), ((9, 0), "tf32"), ((7, 5), "fp32")])
+def test_the_fp32_denominator_follows_tf32(monkeypatch, fp32_settings, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    torch.set_float32_matmul_precision("highest")  # PyTorch's default: TF32 off
+    assert not tf32_enabled()
+    assert matmul_precision("cuda", torch.float32) == "fp32"
+    torch.set_float32_matmul_precision("high")  # TF32 on, where there are TF32 units
+    assert tf32_enabled()
+    assert matmul_precision("cuda", torch.float32) == expected
+    assert matmul_precision("cuda", torch.bfloat16) == "bf16", "16-bit work is compared with its own peak"
+    assert matmul_precision("cpu", torch.float32) == "fp32"
+
+
+def test_tf32_is_read_from_the_new_api_too(monkeypatch, fp32_settings):
+    # PyTorch >= 2.9 also has torch.backends.cuda.matmul.fp32_precision; once it has been set,
+    # reading the old allow_tf32 flag raises. tf32_enabled asks the new one first.
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has only the old API")
+    matmul.fp32_precision = "tf32"
+    assert tf32_enabled()
+    matmul.fp32_precision = "ieee"
+    assert not tf32_enabled()

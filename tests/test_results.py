@@ -1,4 +1,4 @@
-"""The GPU rows recorded by benchmarks/mfu.py --record, kept as data (chapter 10)."""
+"""The GPU rows recorded by make gpu (the benchmarks with --record, tools/gpu_run.py), kept as data (chapter 10)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import csv
 
 import pytest
 
-from gptcourse.results import RESULT_FIELDS, RESULTS_FILE, load_results, record_result
+from gptcourse.results import (
+    LADDER_RESULTS,
+    MFU_RESULTS,
+    NOTEBOOK_RESULTS,
+    RESULT_FIELDS,
+    RESULTS_FILE,
+    command_line,
+    load_ladder,
+    load_results,
+    record_result,
+)
 
 
 def test_results_file_round_trip(tmp_path):
@@ -34,3 +44,31 @@ def test_the_shipped_file_can_be_appended_to():
     with open(RESULTS_FILE, newline="") as f:
         assert next(csv.reader(f)) == RESULT_FIELDS
     assert all(row["device"] and row["command"] for row in load_results())  # each row says where and how
+
+
+@pytest.mark.parametrize("table", [MFU_RESULTS, LADDER_RESULTS, NOTEBOOK_RESULTS])
+def test_every_shipped_table_has_its_header_and_says_where_and_how(table):
+    assert table.path.parent == RESULTS_FILE.parent, "shipped with the package: gptcourse/results/"
+    with open(table.path, newline="") as f:
+        assert next(csv.reader(f)) == list(table.fields)
+    assert {"date", "device", "torch", "command"} <= set(table.fields)
+    assert all(row["device"] and row["command"] and row["date"] for row in table.load())
+
+
+def test_a_table_records_into_any_file_with_its_own_columns(tmp_path):
+    path = tmp_path / "ladder.csv"
+    LADDER_RESULTS.record({"device": "Tesla T4", "rung": "fp32", "status": "ran", "memory_cap_gib": 14.5}, path)
+    assert load_ladder(path)[0]["memory_cap_gib"] == "14.5"
+    with pytest.raises(ValueError, match=r"unknown result field\(s\) \['model'\]"):
+        LADDER_RESULTS.record({"model": "gptcourse GPT"}, path)
+    with pytest.raises(ValueError, match="ladder.csv has the columns"):
+        MFU_RESULTS.record({"device": "Tesla T4"}, path)  # another table's file
+
+
+def test_the_command_line_says_when_memory_was_capped(monkeypatch):
+    monkeypatch.delenv("GPTCOURSE_GPU_MEMORY_GIB", raising=False)
+    assert command_line("benchmarks/ladder.py", ["--record"]) == "python benchmarks/ladder.py --record"
+    monkeypatch.setenv("GPTCOURSE_GPU_MEMORY_GIB", "14.5")
+    assert command_line("benchmarks/mfu.py", ["--preset", "gpt2 small"]) == (
+        "GPTCOURSE_GPU_MEMORY_GIB=14.5 python benchmarks/mfu.py --preset 'gpt2 small'"
+    )

@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from gptcourse import GPT, GPTConfig
-from gptcourse.timing import make_train_step, measure_bandwidth, measure_peak_flops, synchronize, time_calls
+from gptcourse import GPT, GPTConfig, timing
+from gptcourse.timing import fused_adamw_supported, make_train_step, measure_bandwidth, measure_peak_flops, synchronize, time_calls
 from gptcourse.train import cross_entropy_loss
 
 TINY = GPTConfig(vocab_size=64, context_length=8, emb_dim=16, n_heads=2, n_layers=1)
@@ -73,3 +73,36 @@ def test_bandwidth_is_positive():
     assert measure_bandwidth("cpu", n_bytes=2**20, repeats=3) > 1e6
     with pytest.raises(ValueError, match="n_bytes"):
         measure_bandwidth("cpu", n_bytes=0)
+
+
+def test_fused_adamw_where_supported():
+    model = GPT(TINY)
+    x = torch.randint(0, 64, (2, 8))
+    if fused_adamw_supported("cpu"):  # torch >= 2.4
+        step = make_train_step(model, x, x, torch.float32, fused=True)
+        step()
+        assert step.optimizer.defaults["fused"] is True
+    else:
+        with pytest.raises(ValueError, match="fused=True: this PyTorch .* has no fused AdamW for cpu"):
+            make_train_step(model, x, x, torch.float32, fused=True)
+    assert make_train_step(model, x, x, torch.float32).optimizer.defaults["fused"] is None  # PyTorch's default
+
+
+def test_an_fp32_peak_measured_with_tf32_is_not_reused_without(monkeypatch):
+    # A TF32 matmul peak is several times the fp32 one on an A100: the MFU of fp32 work must not
+    # be divided by it. The remembered peaks are keyed by the TF32 setting too.
+    seconds = iter([1.0, 0.5, 0.25])
+    monkeypatch.setattr(timing, "time_calls", lambda fn, device, repeats, warmup: [next(seconds)])
+    monkeypatch.setattr(timing, "_MEASURED_PEAKS", {})
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        fp32 = measure_peak_flops("cpu", torch.float32, n=8)
+        torch.set_float32_matmul_precision("high")
+        tf32 = measure_peak_flops("cpu", torch.float32, n=8)
+        assert tf32 == 2 * fp32, "measured again, not the fp32 figure"
+        assert measure_peak_flops("cpu", torch.bfloat16, n=8) == 4 * fp32
+        torch.set_float32_matmul_precision("highest")
+        assert measure_peak_flops("cpu", torch.float32, n=8) == fp32, "each setting's figure is remembered"
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -1,0 +1,447 @@
+"""The optimisation ladder: one change at a time, each kept, each measured (chapter 10).
+
+Start from the plainest training step, fp32 with the attention matrix built by hand and
+PyTorch's default AdamW, and climb one rung at a time:
+
+    fp32 → TF32 → autocast → SDPA → torch.compile → fused AdamW → vocabulary 50,304 → largest batch
+
+Every rung keeps the rungs below it, so the speed-up a rung shows is what it adds on top of
+them. Each reports tokens/s, MFU against the datasheet peak (a GPU in
+`gptcourse.peaks.PEAKS`) and against the matmul peak measured for its own precision, and
+the peak memory measured on a GPU beside `gptcourse.memory.estimate_memory`. A rung that does
+not apply here (TF32 on a CPU) is reported as skipped, with the reason; a rung that runs out
+of memory is reported so, and the ladder goes on.
+
+    >>> results = run_ladder(verbose=True)     # GPT-2 small at T=1024 on a GPU; a small GPT on a CPU
+    >>> print(format_ladder(results))
+
+``python benchmarks/ladder.py`` is the command-line front end; ``--record`` keeps a GPU's
+rows in ``gptcourse/results/ladder.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import textwrap
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import gpu_budget
+from .checks import non_negative_int, one_of, optional_positive_int, positive_int
+from .config import GPTConfig
+from .device import autocast_dtype, get_device
+from .flops import batch_shape
+from .gpu_budget import GIB
+from .gpu_runs import fit_batch_size
+from .memory import estimate_memory, find_max_batch_size
+from .mfu import TrainingMeasurement, measure_training
+from .model import GPT
+from .results import LADDER_RESULTS
+from .timing import fused_adamw_supported
+
+# A CPU's ladder: GPT-2's own vocabulary (so that the padding rung is GPT-2's), everything
+# else small enough for two cores to climb every rung in about 10 s. The LM head and the
+# loss over 50,257 logits then take most of the time; a smaller width would save little.
+CPU_CONFIG = GPTConfig(vocab_size=50257, context_length=128, emb_dim=128, n_heads=4, n_layers=2)
+GPU_MAX_BATCH = 64  # the largest-batch rung's ceiling on a GPU: enough to reach a plateau
+CPU_BATCH_MULTIPLE = 2  # on a CPU the largest-batch rung tries only twice the batch: speed is flat there
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a training step runs with: the ladder's state, which each rung changes (chapter 10)."""
+
+    config: GPTConfig
+    batch_size: int
+    seq_len: int
+    dtype: torch.dtype = torch.float32  # the autocast dtype; fp32 means no autocast
+    float32_matmul_precision: str = "highest"  # PyTorch's default: fp32 matmuls really in fp32
+    attention: str = "manual"
+    compile: bool = False
+    fused: bool | None = None  # AdamW(fused=...); None: PyTorch's default (foreach on a GPU)
+
+
+@dataclass(frozen=True)
+class Where:
+    """The machine the ladder climbs on, and its options."""
+
+    device: torch.device
+    compile_on_cpu: bool
+    max_batch_size: int
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the ladder: its name, what it changes, and how (chapter 10).
+
+    ``climb(setup, where)`` returns the setup with this rung's change added, or a sentence
+    saying why the rung does not apply on this machine.
+    """
+
+    name: str
+    what: str
+    climb: Callable[[Setup, Where], Setup | str]
+
+
+def _tf32(setup: Setup, where: Where) -> Setup | str:
+    if where.device.type != "cuda":
+        return f"TF32 is a format of NVIDIA's tensor cores (Ampere and newer); a {where.device.type.upper()} has none"
+    major, minor = torch.cuda.get_device_capability(where.device)
+    if major < 8:
+        return f"TF32 arrived with Ampere (compute capability 8.0); this GPU is {major}.{minor}, so fp32 stays fp32"
+    return dataclasses.replace(setup, float32_matmul_precision="high")
+
+
+def _autocast(setup: Setup, where: Where) -> Setup | str:
+    # On a GPU: bf16 where it is native, else fp16 (with a gradient scaler: make_train_step adds
+    # one). A CPU trains in fp32 elsewhere in the course; here it tries bf16, which many CPUs have.
+    dtype = torch.bfloat16 if where.device.type == "cpu" else autocast_dtype(where.device)
+    return dataclasses.replace(setup, dtype=dtype)
+
+
+def _sdpa(setup: Setup, where: Where) -> Setup | str:
+    return dataclasses.replace(setup, attention="sdpa")
+
+
+def _compile(setup: Setup, where: Where) -> Setup | str:
+    if where.device.type != "cuda" and not where.compile_on_cpu:
+        return "on a CPU, torch.compile builds C++ code for minutes first (compile_on_cpu=True includes it)"
+    return dataclasses.replace(setup, compile=True)
+
+
+def _fused(setup: Setup, where: Where) -> Setup | str:
+    if not fused_adamw_supported(where.device):
+        return f"this PyTorch ({torch.__version__}) has no fused AdamW for a {where.device.type.upper()}"
+    return dataclasses.replace(setup, fused=True)
+
+
+def _pad_vocabulary(setup: Setup, where: Where) -> Setup | str:
+    vocab = setup.config.vocab_size
+    padded = -(-vocab // 64) * 64  # the next multiple of 64: 50,257 -> 50,304
+    if padded == vocab:
+        return f"the vocabulary, {vocab:,}, is already a multiple of 64"
+    return dataclasses.replace(setup, config=dataclasses.replace(setup.config, vocab_size=padded))
+
+
+def _largest_batch(setup: Setup, where: Where) -> Setup | str:
+    # find_max_batch_size tries real training steps on a GPU (steady state: optimizer state
+    # and gradients included) and goes by the estimate elsewhere. It runs the model uncompiled,
+    # so that nothing is recompiled for every trial batch: a compiled step usually needs less
+    # memory (its fused kernels keep fewer intermediates), and if it needs more, the rung says so.
+    with float32_matmul_precision(setup.float32_matmul_precision):
+        torch.manual_seed(0)
+        model = GPT(setup.config, attention=setup.attention).to(where.device)
+        largest = find_max_batch_size(
+            model, setup.config, seq_len=setup.seq_len, dtype=setup.dtype, max_batch_size=where.max_batch_size
+        )
+    del model
+    gpu_budget.release_memory()
+    if largest <= setup.batch_size:
+        return f"no larger batch fits: the largest, up to {where.max_batch_size}, is {largest}"
+    return dataclasses.replace(setup, batch_size=largest)
+
+
+LADDER: tuple[Rung, ...] = (
+    Rung("fp32", "the baseline: fp32, attention matrix built by hand, PyTorch's default AdamW", lambda s, w: s),
+    Rung("tf32", "fp32 matmuls on TF32 tensor cores: torch.set_float32_matmul_precision('high')", _tf32),
+    Rung("autocast", "mixed precision: bf16 where native, else fp16 with a gradient scaler", _autocast),
+    Rung("sdpa", "fused attention: scaled_dot_product_attention instead of the T×T matrix", _sdpa),
+    Rung("compile", "torch.compile: the elementwise chains between matmuls fused", _compile),
+    Rung("fused AdamW", "AdamW(fused=True): the whole update in a few kernels", _fused),
+    Rung("padded vocab", "the vocabulary padded to a multiple of 64 (GPT-2: 50,257 -> 50,304)", _pad_vocabulary),
+    Rung("largest batch", "the largest batch that fits in memory", _largest_batch),
+)
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """What one rung of `run_ladder` measured, or why it did not (chapter 10)."""
+
+    rung: str
+    what: str
+    device: str  # the GPU's name, or "cpu"
+    status: str  # "ran", "skipped" or "out of memory"
+    note: str  # why a rung was skipped, what ran out of memory, how the batch was sized
+    setup: Setup  # what the rung ran with (for a skipped rung: the setup it left unchanged)
+    measurement: TrainingMeasurement | None
+
+    @property
+    def precision(self) -> str | None:
+        """The matmuls' precision: fp32, tf32, bf16 or fp16."""
+        return None if self.measurement is None else self.measurement.precision
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return None if self.measurement is None else self.measurement.tokens_per_second
+
+    @property
+    def mfu_datasheet(self) -> float | None:
+        """MFU against the datasheet peak; None where there is none (a CPU, a GPU not in PEAKS)."""
+        m = self.measurement
+        return m.mfu if m is not None and m.peak_source == "datasheet" else None
+
+    @property
+    def mfu_measured(self) -> float | None:
+        """MFU against the matmul peak measured for this rung's precision."""
+        return None if self.measurement is None else self.measurement.mfu_vs_measured
+
+    @property
+    def peak_memory(self) -> int | None:
+        """torch.cuda.max_memory_allocated() during the steps, in bytes (GPU only)."""
+        return None if self.measurement is None else self.measurement.peak_memory
+
+    @property
+    def estimated_memory(self) -> int:
+        """`estimate_memory` of this rung's setup, in bytes."""
+        s = self.setup
+        device_type = self.device if self.device in ("cpu", "mps") else "cuda"
+        return estimate_memory(s.config, s.batch_size, s.seq_len, s.dtype, s.attention, device_type).total
+
+
+@contextlib.contextmanager
+def float32_matmul_precision(setting: str) -> Iterator[None]:
+    """``torch.set_float32_matmul_precision(setting)`` inside the block, the previous setting after (chapter 10)."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(setting)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def _sized_to_fit(setup: Setup, device: torch.device) -> tuple[Setup, str]:
+    """On a GPU, the batch halved until the first rung (the hungriest: fp32, the T×T matrix
+    kept) fits by the estimate (`gptcourse.gpu_runs.fit_batch_size`); every rung but the
+    last then runs at that batch, so that their speeds compare."""
+    if device.type != "cuda":
+        return setup, ""
+    batch, reason = fit_batch_size(setup.config, setup.batch_size, setup.seq_len, setup.dtype, setup.attention, device)
+    return dataclasses.replace(setup, batch_size=batch), (reason if batch != setup.batch_size else "")
+
+
+def _measure(setup: Setup, device: torch.device, steps: int, warmup: int, seed: int) -> TrainingMeasurement:
+    with float32_matmul_precision(setup.float32_matmul_precision):
+        torch.manual_seed(seed)
+        model: torch.nn.Module = GPT(setup.config, attention=setup.attention).to(device)
+        if setup.compile:
+            model = torch.compile(model)
+        # measure_peak=True: the matmul peak of this rung's precision (TF32 included), measured
+        # under the same settings, is the second denominator.
+        return measure_training(
+            model, setup.config, batch_size=setup.batch_size, seq_len=setup.seq_len, steps=steps, warmup=warmup,
+            dtype=setup.dtype, measure_peak=True, seed=seed, fused=setup.fused,
+        )  # fmt: skip
+
+
+def default_workload(device: torch.device | str) -> dict[str, Any]:
+    """The sizes `run_ladder` climbs with when none are given: GPT-2 small at T = 1024, batch 8,
+    on a GPU; `CPU_CONFIG` at T = 128, batch 2, elsewhere (chapter 10)."""
+    if torch.device(device).type == "cuda":
+        return {"config": GPTConfig.from_preset("gpt2-small"), "batch_size": 8, "seq_len": 1024, "steps": 5, "warmup": 2}
+    return {"config": CPU_CONFIG, "batch_size": 2, "seq_len": 128, "steps": 5, "warmup": 1}
+
+
+def run_ladder(
+    config: GPTConfig | Mapping[str, Any] | str | None = None,
+    batch_size: int | None = None,
+    seq_len: int | None = None,
+    device: torch.device | str | None = None,
+    steps: int | None = None,
+    warmup: int | None = None,
+    compile_on_cpu: bool = False,
+    max_batch_size: int | None = None,
+    skip: Sequence[str] = (),
+    seed: int = 0,
+    verbose: bool = False,
+) -> list[RungResult]:
+    """Climb `LADDER` on `device`: every rung's measurement, in order. Defined in chapter 10.
+
+    Sizes left as None come from `default_workload`. Dropout is off (``drop_rate=0``), as
+    when measuring anything. Each rung builds a fresh model from ``seed``, runs ``warmup``
+    untimed and ``steps`` timed training steps (`gptcourse.mfu.measure_training`, lr=0),
+    and frees it. On a GPU the batch is first sized so that the first rung fits
+    (`gptcourse.gpu_budget.free_memory`, `SAFETY_FRACTION`); the last rung looks for the
+    largest batch up to ``max_batch_size`` (default `GPU_MAX_BATCH` on a GPU,
+    `CPU_BATCH_MULTIPLE` × the batch elsewhere). ``torch.compile`` runs on a CPU only with
+    ``compile_on_cpu=True``. ``skip`` names rungs to leave out (e.g. ``["compile"]`` where
+    compiling would take too long); they are reported as skipped. The fp32 matmul precision
+    is restored after each rung. ``verbose=True`` prints each rung's line as it finishes
+    (the table of `format_ladder`).
+    """
+    device = get_device(None if device is None else str(device))  # which applies a memory cap, if one is set
+    defaults = default_workload(device)
+    cfg = GPTConfig.coerce(defaults["config"] if config is None else config)
+    cfg = dataclasses.replace(cfg, drop_rate=0.0)
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    batch_size, seq_len = batch_shape(cfg, batch_size, defaults["seq_len"] if seq_len is None else seq_len)
+    steps = positive_int("steps", defaults["steps"] if steps is None else steps)
+    warmup = non_negative_int("warmup", defaults["warmup"] if warmup is None else warmup)
+    ceiling = optional_positive_int("max_batch_size", max_batch_size)
+    if ceiling is None:
+        ceiling = GPU_MAX_BATCH if device.type == "cuda" else CPU_BATCH_MULTIPLE * batch_size
+    where = Where(device, compile_on_cpu, ceiling)
+    for left_out in skip:
+        one_of("skip", left_out, [rung.name for rung in LADDER])
+
+    setup, note = _sized_to_fit(Setup(cfg, batch_size, seq_len), device)
+    name = device_name(device)
+    results: list[RungResult] = []
+    if verbose:
+        print(ladder_header(cfg, setup, device))
+    for rung in LADDER:
+        error = None
+        try:
+            climbed = "left out (skip=...)" if rung.name in skip else rung.climb(setup, where)
+            if isinstance(climbed, str):
+                result = RungResult(rung.name, rung.what, name, "skipped", climbed, setup, None)
+            else:
+                setup = climbed
+                measurement = _measure(setup, device, steps, warmup, seed)
+                result = RungResult(rung.name, rung.what, name, "ran", note, setup, measurement)
+        except Exception as err:  # only an allocation failure is this rung's result; others propagate
+            if not gpu_budget.is_out_of_memory(err):
+                raise
+            message = str(err).splitlines()[0] if str(err) else ""
+            error = f"{type(err).__name__}: {message[:160]}{'…' if len(message) > 160 else ''}"  # CUDA's run long
+        if error is not None:  # outside the except block, so that its traceback (and tensors) are gone
+            result = RungResult(rung.name, rung.what, name, "out of memory", error, setup, None)
+        note = ""
+        if setup.compile:
+            torch._dynamo.reset()  # drop the compiled graphs, and the memory they hold on to
+        gpu_budget.release_memory()
+        results.append(result)
+        if verbose:
+            print(format_rung(result, results[0]))
+    return results
+
+
+_COLUMNS = f"{'rung':<14}{'prec':>5}{'batch':>6}{'tokens/s':>11}{'× fp32':>8}{'MFU sheet':>10}{'MFU matmul':>11}{'memory':>9}{'estimate':>9}"
+
+
+def device_name(device: torch.device) -> str:
+    """A GPU's name (``torch.cuda.get_device_name``), or the device type: "cpu", "mps"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def ladder_header(config: GPTConfig, setup: Setup, device: torch.device) -> str:
+    """The lines above the ladder's table: what was measured, where (chapter 10)."""
+    if device.type == "cuda":
+        cap = gpu_budget.memory_cap()
+        name = device_name(device) + ("" if cap is None else f" capped to {cap / GIB:g} GiB")
+    else:
+        threads = torch.get_num_threads()
+        name = f"{device.type}, {threads} thread{'s' if threads > 1 else ''}"
+    shape = f"L{config.n_layers} h{config.n_heads} d{config.emb_dim} V{config.vocab_size}, T = {setup.seq_len}"
+    return (
+        f"optimisation ladder on {name}, torch {torch.__version__}: {shape}\n"
+        "MFU sheet: against the datasheet peak for the precision; MFU matmul: against the matmul\n"
+        "peak measured here for it; memory: measured peak (GPU) and estimate_memory, in GiB\n" + _COLUMNS
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _gib(value: int | None) -> str:
+    return "—" if value is None else f"{value / GIB:.2f}"
+
+
+def format_rung(result: RungResult, first: RungResult | None = None) -> str:
+    """One line of the ladder's table; ``× fp32`` is the speed-up over `first` (chapter 10)."""
+    if result.status != "ran":
+        return _wrapped(f"{result.status}: {result.note}", result.rung)
+    base = first.tokens_per_second if first is not None and first.tokens_per_second else None
+    speedup = "—" if base is None else f"{result.tokens_per_second / base:.2f}"
+    line = (
+        f"{result.rung:<14}{result.precision:>5}{result.setup.batch_size:>6}{result.tokens_per_second:>11,.0f}{speedup:>8}"
+        f"{_percent(result.mfu_datasheet):>10}{_percent(result.mfu_measured):>11}{_gib(result.peak_memory):>9}"
+        f"{_gib(result.estimated_memory):>9}"
+    )
+    return line + ("\n" + _wrapped(f"({result.note})") if result.note else "")
+
+
+def _wrapped(text: str, first: str = "") -> str:
+    """`text` in lines of at most 88 characters, under the table's second column."""
+    return textwrap.fill(text, width=88, initial_indent=f"{first:<14}", subsequent_indent=" " * 14)
+
+
+def format_ladder(results: list[RungResult]) -> str:
+    """The ladder as a table, one rung a line, speed-ups over the first rung (chapter 10)."""
+    if not results:
+        return _COLUMNS
+    return "\n".join([_COLUMNS, *(format_rung(r, results[0]) for r in results)])
+
+
+def ladder_rows(results: list[RungResult], command: str, memory_cap_gib: float | None = None) -> list[dict[str, Any]]:
+    """The rows ``benchmarks/ladder.py --record`` appends to `gptcourse.results.LADDER_RESULTS`."""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    rows = []
+    for r in results:
+        cfg = r.setup.config
+        rows.append(
+            {
+                "date": date,
+                "device": r.device,
+                "memory_cap_gib": "" if memory_cap_gib is None else memory_cap_gib,
+                "config": f"L{cfg.n_layers} h{cfg.n_heads} d{cfg.emb_dim} V{cfg.vocab_size}",
+                "rung": r.rung,
+                "status": r.status,
+                "precision": r.precision or "",
+                "batch_size": r.setup.batch_size,
+                "seq_len": r.setup.seq_len,
+                "tokens_per_second": "" if r.tokens_per_second is None else round(r.tokens_per_second, 1),
+                "mfu_datasheet": "" if r.mfu_datasheet is None else round(r.mfu_datasheet, 4),
+                "mfu_measured": "" if r.mfu_measured is None else round(r.mfu_measured, 4),
+                "peak_memory_gib": "" if r.peak_memory is None else round(r.peak_memory / GIB, 3),
+                "estimated_memory_gib": round(r.estimated_memory / GIB, 3),
+                "note": r.note,
+                "torch": torch.__version__,
+                "command": command,
+            }
+        )
+    return rows
+
+
+def record_ladder(results: list[RungResult], command: str, memory_cap_gib: float | None = None, path: str | Path | None = None) -> Path:
+    """Append the ladder's rows to ``gptcourse/results/ladder.csv`` (or `path`); chapter 10."""
+    written = LADDER_RESULTS.path if path is None else Path(path)
+    for row in ladder_rows(results, command, memory_cap_gib):
+        written = LADDER_RESULTS.record(row, path)
+    return written
+
+
+def recorded_markdown(rows: Sequence[Mapping[str, str]]) -> str:
+    """Recorded ladders (`gptcourse.results.load_ladder`) as Markdown: for each run, its
+    device, memory cap, date, torch version and command, then its rungs (chapter 10)."""
+    run_of = ("date", "device", "memory_cap_gib", "torch", "command")
+    blocks: list[list[str]] = []
+    previous = None
+    for row in rows:
+        run = tuple(row.get(k, "") for k in run_of)
+        if run != previous:
+            date, device, cap, version, command = run
+            capped = f" (capped to {cap} GiB)" if cap else ""
+            blocks.append(
+                [
+                    f"**{device}**{capped}, {date}, torch {version}: `{command}`",
+                    "",
+                    "| rung | precision | batch | tokens/s | MFU (datasheet) | MFU (measured) | memory GiB | estimate GiB | note |",
+                    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+                ]
+            )
+            previous = run
+        if row.get("status") == "ran":
+            figures = [row["precision"], row["batch_size"], f"{float(row['tokens_per_second']):,.0f}"]
+            figures += [f"{float(row[k]):.1%}" if row[k] else "—" for k in ("mfu_datasheet", "mfu_measured")]
+            figures += [row[k] or "—" for k in ("peak_memory_gib", "estimated_memory_gib")] + [row["note"]]
+        else:  # skipped, or out of memory: no figures, the reason
+            figures = ["—"] * 7 + [f"{row['status']}: {row['note']}"]
+        blocks[-1].append("| " + " | ".join([row["rung"], *figures]) + " |")
+    return "\n\n".join("\n".join(block) for block in blocks)

@@ -1,0 +1,190 @@
+"""The optimisation ladder (chapter 10): every rung in order, cumulative, skipped or out of memory
+with a reason, settings restored; the GPU-only decisions checked on a CPU with fakes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from gptcourse import GPTConfig, gpu_budget, ladder
+from gptcourse.ladder import (
+    LADDER,
+    Setup,
+    Where,
+    format_ladder,
+    ladder_rows,
+    record_ladder,
+    recorded_markdown,
+    run_ladder,
+)
+from gptcourse.memory import estimate_memory
+from gptcourse.results import LADDER_RESULTS
+
+# GPT-2's vocabulary (so that the padding rung applies), everything else tiny.
+TINY = GPTConfig(vocab_size=50257, context_length=16, emb_dim=32, n_heads=2, n_layers=1)
+CPU = Where(torch.device("cpu"), compile_on_cpu=False, max_batch_size=4)
+FAKE_GPU = Where(torch.device("cuda"), compile_on_cpu=False, max_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def climbed():
+    """One quick climb on the CPU, shared by the tests that only read it."""
+    before = torch.get_float32_matmul_precision()
+    results = run_ladder(TINY, batch_size=2, seq_len=8, device="cpu", steps=1, warmup=0)
+    assert torch.get_float32_matmul_precision() == before, "the fp32 matmul precision is restored"
+    return results
+
+
+def test_every_rung_in_order_with_a_status(climbed):
+    assert [r.rung for r in climbed] == [rung.name for rung in LADDER]
+    assert [r.rung for r in climbed] == [
+        "fp32", "tf32", "autocast", "sdpa", "compile", "fused AdamW", "padded vocab", "largest batch"
+    ]  # fmt: skip
+    status = {r.rung: r.status for r in climbed}
+    assert status["tf32"] == "skipped" and "CPU has none" in climbed[1].note
+    assert status["compile"] == "skipped" and "compile_on_cpu=True" in climbed[4].note
+    assert all(status[name] == "ran" for name in ["fp32", "autocast", "sdpa", "fused AdamW", "padded vocab", "largest batch"])
+
+
+def test_each_rung_keeps_the_ones_below(climbed):
+    by = {r.rung: r.setup for r in climbed}
+    assert by["fp32"] == Setup(dataclasses.replace(TINY, drop_rate=0.0), 2, 8)  # fp32, manual attention, default AdamW
+    assert by["autocast"].dtype == torch.bfloat16 and by["autocast"].attention == "manual"
+    assert by["sdpa"].attention == "sdpa" and by["sdpa"].dtype == torch.bfloat16
+    assert by["fused AdamW"].fused is True and by["fused AdamW"].attention == "sdpa"
+    assert by["padded vocab"].config.vocab_size == 50304 and by["padded vocab"].fused is True
+    largest = by["largest batch"]
+    assert largest.batch_size == CPU.max_batch_size and largest.config.vocab_size == 50304  # 2 × the batch on a CPU
+
+
+def test_each_rung_reports_speed_both_mfus_and_memory(climbed):
+    for r in climbed:
+        if r.status != "ran":
+            assert r.measurement is None and r.tokens_per_second is None
+            continue
+        assert r.tokens_per_second > 0 and r.mfu_measured > 0
+        assert r.mfu_datasheet is None, "a CPU has no datasheet peak: its MFU is against the measured matmul"
+        assert r.peak_memory is None, "no memory counter on a CPU"
+        s = r.setup
+        assert r.estimated_memory == estimate_memory(s.config, s.batch_size, s.seq_len, s.dtype, s.attention, "cpu").total
+        assert r.precision == ("bf16" if s.dtype == torch.bfloat16 else "fp32")
+
+
+def test_the_table_fits_the_book(climbed):
+    table = format_ladder(climbed)
+    assert all(len(line) <= 88 for line in table.splitlines()), table
+    assert "tf32          skipped: TF32" in table
+    assert table.splitlines()[1].startswith("fp32") and "1.00" in table.splitlines()[1]
+
+
+def test_rows_record_into_the_ladder_table(climbed, tmp_path):
+    rows = ladder_rows(climbed, "python benchmarks/ladder.py --record", memory_cap_gib=14.5)
+    assert len(rows) == len(LADDER) and set(rows[0]) == set(LADDER_RESULTS.fields)
+    assert rows[0]["device"] == "cpu" and rows[0]["memory_cap_gib"] == 14.5 and rows[0]["mfu_datasheet"] == ""
+    assert rows[1]["status"] == "skipped" and rows[1]["tokens_per_second"] == ""
+    path = record_ladder(climbed, "python benchmarks/ladder.py --record", path=tmp_path / "ladder.csv")
+    loaded = LADDER_RESULTS.load(path)
+    assert [r["rung"] for r in loaded] == [rung.name for rung in LADDER]
+    assert loaded[-1]["batch_size"] == "4" and loaded[0]["command"] == "python benchmarks/ladder.py --record"
+
+
+def test_an_out_of_memory_rung_is_reported_and_the_ladder_goes_on(monkeypatch):
+    measure = ladder._measure
+
+    def short_of_memory(setup, *args, **kwargs):
+        if setup.attention == "sdpa" and not setup.fused:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if setup.fused:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return measure(setup, *args, **kwargs)
+
+    monkeypatch.setattr(ladder, "_measure", short_of_memory)
+    results = run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", steps=1, warmup=0)
+    status = {r.rung: r.status for r in results}
+    assert status["sdpa"] == "out of memory" and "Tried to allocate 2.00 GiB" in results[3].note
+    assert status["fused AdamW"] == "out of memory" and "CUBLAS_STATUS_ALLOC_FAILED" in results[5].note
+    assert status["fp32"] == status["autocast"] == "ran"
+    assert results[5].setup.attention == "sdpa", "a rung that ran out of memory still counts for the rungs above it"
+
+
+def test_other_errors_propagate(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch: a bug, not a memory shortage")
+
+    monkeypatch.setattr(ladder, "_measure", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", steps=1, warmup=0)
+
+
+@pytest.mark.parametrize(("capability", "applies"), [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_tf32_only_from_ampere(monkeypatch, capability, applies):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    climbed = ladder._tf32(Setup(TINY, 8, 16), FAKE_GPU)
+    if applies:
+        assert climbed.float32_matmul_precision == "high"
+    else:
+        assert climbed == "TF32 arrived with Ampere (compute capability 8.0); this GPU is 7.5, so fp32 stays fp32"
+
+
+@pytest.mark.parametrize(("native_bf16", "dtype"), [(False, torch.float16), (True, torch.bfloat16)])
+def test_autocast_is_fp16_on_a_t4_and_bf16_where_native(monkeypatch, native_bf16, dtype):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or native_bf16)
+    assert ladder._autocast(Setup(TINY, 8, 16), FAKE_GPU).dtype == dtype
+    assert ladder._autocast(Setup(TINY, 8, 16), CPU).dtype == torch.bfloat16
+
+
+def test_compile_runs_on_a_gpu_and_on_a_cpu_only_when_asked():
+    assert ladder._compile(Setup(TINY, 8, 16), FAKE_GPU).compile is True
+    assert isinstance(ladder._compile(Setup(TINY, 8, 16), CPU), str)
+    assert ladder._compile(Setup(TINY, 8, 16), dataclasses.replace(CPU, compile_on_cpu=True)).compile is True
+
+
+def test_the_vocabulary_is_padded_to_a_multiple_of_64():
+    padded = ladder._pad_vocabulary(Setup(TINY, 8, 16), CPU)
+    assert padded.config.vocab_size == 50304
+    assert ladder._pad_vocabulary(padded, CPU) == "the vocabulary, 50,304, is already a multiple of 64"
+
+
+def test_a_t4_sizes_the_first_rung_to_fit(monkeypatch):
+    # fp32 with the T×T matrix kept is the hungriest rung: on a T4 GPT-2 small at T=1024
+    # must drop from batch 8 until the estimate fits 85% of the 14.5 GiB free.
+    monkeypatch.setattr(gpu_budget, "free_memory", lambda device=None: gpu_budget.T4_FREE_BYTES)
+    small = GPTConfig.from_preset("gpt2-small")
+    sized, note = ladder._sized_to_fit(Setup(small, 8, 1024), torch.device("cuda"))
+    budget = gpu_budget.SAFETY_FRACTION * gpu_budget.T4_FREE_BYTES
+    need = estimate_memory(small, sized.batch_size, 1024, torch.float32, "manual", "cuda").total
+    assert sized.batch_size < 8 and need <= budget
+    assert estimate_memory(small, 2 * sized.batch_size, 1024, torch.float32, "manual", "cuda").total > budget
+    assert note.startswith(f"batch 8 → {sized.batch_size} × 1024: ") and "85% of the 14.5 GiB free" in note
+    assert ladder._sized_to_fit(Setup(small, 8, 1024), torch.device("cpu")) == (Setup(small, 8, 1024), "")
+
+
+def test_bad_sizes_are_clear_errors():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", steps=0)
+    with pytest.raises(ValueError, match="seq_len must be at most the context length"):
+        run_ladder(TINY, batch_size=1, seq_len=32, device="cpu")
+
+
+def test_rungs_can_be_left_out():
+    results = run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", steps=1, warmup=0, skip=["sdpa", "padded vocab"])
+    by = {r.rung: r for r in results}
+    assert by["sdpa"].status == "skipped" and by["sdpa"].note == "left out (skip=...)"
+    assert by["fused AdamW"].setup.attention == "manual" and by["largest batch"].setup.config.vocab_size == 50257
+    with pytest.raises(ValueError, match="Unknown skip 'flash'"):
+        run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", skip=["flash"])
+
+
+def test_recorded_rows_show_as_one_table_per_run(climbed):
+    rows = ladder_rows(climbed, "python benchmarks/ladder.py --record")
+    capped = ladder_rows(climbed, "GPTCOURSE_GPU_MEMORY_GIB=14.5 python benchmarks/ladder.py --record", memory_cap_gib=14.5)
+    text = recorded_markdown([{k: str(v) for k, v in row.items()} for row in rows + capped])
+    blocks = text.split("\n\n**")
+    assert len(blocks) == 2 and blocks[1].startswith("cpu** (capped to 14.5 GiB), 20")
+    assert text.startswith("**cpu**, 20") and ", torch " in text and "`python benchmarks/ladder.py --record`" in text
+    assert "| tf32 | — | — | — | — | — | — | — | skipped: TF32 is a format" in text
+    fp32 = next(line for line in text.splitlines() if line.startswith("| fp32 |"))
+    assert fp32.split(" | ")[1:3] == ["fp32", "2"] and fp32.count("%") == 1  # the measured MFU only, on a CPU
