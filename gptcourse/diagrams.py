@@ -1,0 +1,115 @@
+"""Diagrams of the model's structure, drawn from their sizes (chapters 4 and 5).
+
+Unlike the figures of `gptcourse.plots`, these show no measurement: boxes and arrows for the
+shape changes of multi-head attention (chapter 4) and the wiring of a transformer block
+(chapter 5). Each function returns the matplotlib ``Figure``, at most the page's width.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+
+from .checks import positive_int
+from .plots import COLORS, PAGE_WIDTH
+
+FONT = 9  # points: at least 8 once the book shows the figure at nine tenths of its size
+
+
+def _arrow(ax, start, end, **kwargs) -> None:
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10, lw=1.2, color="0.25", **kwargs))
+
+
+def _box(ax, x, y, w, h, text, color, fontsize=FONT) -> None:
+    """A rounded box with its centre at (x, y)."""
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", facecolor=color, edgecolor="0.2", lw=1))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+
+def _bare(ax) -> None:
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+
+
+def plot_head_split(n_heads: int = 4) -> Figure:
+    """Chapter 4's steps 1-7 as pictures: one (T, d) matrix split into `n_heads` column blocks,
+    each head attending on its own, and the blocks concatenated back and mixed by W_o.
+
+    Defined in chapter 4.
+    """
+    n_heads = positive_int("n_heads", n_heads)
+    if n_heads > 8:
+        raise ValueError(f"n_heads={n_heads}: the diagram has room for at most 8 heads; pass 8 or fewer")
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.6))
+    _bare(ax)
+    width, height = 2.0, 1.6  # of a (T, d) matrix
+    col = width / n_heads
+    colors = [COLORS[i % len(COLORS)] for i in range(n_heads)]
+
+    def matrix(x0, label, below):
+        for i in range(n_heads):
+            ax.add_patch(Rectangle((x0 + i * col, 0), col, height, facecolor=colors[i], alpha=0.55, edgecolor="0.2"))
+        ax.text(x0 + width / 2, height + 0.15, label, ha="center", va="bottom", fontsize=FONT)
+        ax.text(x0 + width / 2, -0.15, below, ha="center", va="top", fontsize=FONT)
+
+    matrix(0.0, "q = x W_q", "(B, T, d): head i owns\ncolumns i·d_h … (i+1)·d_h − 1")
+    # the heads, stacked as a batch
+    x_heads, gap = 3.3, 0.12
+    h_each = (height - gap * (n_heads - 1)) / n_heads
+    for i in range(n_heads):
+        y = height - (i + 1) * h_each - i * gap
+        ax.add_patch(Rectangle((x_heads, y), 0.9, h_each, facecolor=colors[i], alpha=0.55, edgecolor="0.2"))
+        ax.text(x_heads + 1.0, y + h_each / 2, f"head {i}: softmax(q_{i} k_{i}ᵀ/√d_h + M) v_{i}", ha="left", va="center", fontsize=FONT - 1)
+    ax.text(x_heads + 0.45, height + 0.15, "(B, h, T, d_h)", ha="center", va="bottom", fontsize=FONT)
+    ax.text(x_heads + 0.45, -0.15, "view + transpose:\nsteps 2-3", ha="center", va="top", fontsize=FONT)
+    _arrow(ax, (width + 0.1, height / 2), (x_heads - 0.1, height / 2))
+    x_out = 8.1
+    matrix(x_out, "concatenate, then · W_o", "(B, T, d): transpose + reshape\n(steps 6-7, a copy)")
+    _arrow(ax, (x_heads + 3.55, height / 2), (x_out - 0.1, height / 2))
+    ax.set_xlim(-0.3, x_out + width + 0.3)
+    ax.set_ylim(-0.75, height + 0.45)
+    ax.set_title(f"Multi-head attention: split the width into h = {n_heads} heads, attend, merge", fontsize=FONT + 2)
+    return fig
+
+
+def plot_transformer_block() -> Figure:
+    """GPT-2's pre-norm transformer block: the residual stream runs straight up, and each of
+    the two branches (LayerNorm, then attention or the feed-forward network) adds to it.
+
+    Defined in chapter 5.
+    """
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 4.6))
+    _bare(ax)
+    stream_x, branch_x = 0.0, 2.2
+    ys = {"in": 0.0, "ln1": 1.0, "mha": 2.0, "add1": 3.0, "ln2": 4.0, "ffn": 5.0, "add2": 6.0, "out": 7.0}
+    ax.text(stream_x, ys["in"] - 0.1, "x  (B, T, d)", ha="center", va="top", fontsize=FONT)
+    ax.text(stream_x, ys["out"] + 0.1, "y  (B, T, d)", ha="center", va="bottom", fontsize=FONT)
+    # the residual stream, straight up
+    _arrow(ax, (stream_x, ys["in"]), (stream_x, ys["add1"] - 0.2))
+    _arrow(ax, (stream_x, ys["add1"] + 0.2), (stream_x, ys["add2"] - 0.2))
+    _arrow(ax, (stream_x, ys["add2"] + 0.2), (stream_x, ys["out"]))
+    for add in ("add1", "add2"):
+        ax.add_patch(plt.Circle((stream_x, ys[add]), 0.2, facecolor="white", edgecolor="0.2"))
+        ax.text(stream_x, ys[add], "+", ha="center", va="center", fontsize=FONT + 3)
+    branches = [("in", "ln1", "mha", "add1", "LayerNorm 1", "causal multi-head\nattention (ch. 4)"),
+                ("add1", "ln2", "ffn", "add2", "LayerNorm 2", "feed-forward\nd → 4d → GELU → d")]
+    for start, ln, f, add, ln_text, f_text in branches:
+        y0 = ys[start] + 0.5
+        ax.plot([stream_x, branch_x], [y0, y0], color="0.25", lw=1.2)
+        _arrow(ax, (branch_x, y0), (branch_x, ys[ln] - 0.25))
+        _box(ax, branch_x, ys[ln], 2.0, 0.5, ln_text, COLORS[5])
+        _arrow(ax, (branch_x, ys[ln] + 0.25), (branch_x, ys[f] - 0.35))
+        _box(ax, branch_x, ys[f], 2.9, 0.7, f_text, COLORS[1] if f == "mha" else COLORS[2])
+        ax.plot([branch_x, branch_x], [ys[f] + 0.35, ys[add]], color="0.25", lw=1.2)
+        _arrow(ax, (branch_x, ys[add]), (stream_x + 0.2, ys[add]))
+        ax.text((stream_x + branch_x) / 2 + 0.2, ys[add] + 0.08, "dropout", ha="center", va="bottom", fontsize=FONT - 1)
+    notes = ["u = x + MHA(LN₁(x))", "y = u + FFN(LN₂(u))", "", "The stream (left) is an identity path:",
+             "each branch reads a normalised copy", "and adds its result back."]
+    for i, line in enumerate(notes):
+        ax.text(4.2, 4.8 - 0.45 * i, line, ha="left", va="center", fontsize=FONT)
+    ax.text(-0.25, 3.5, "residual stream", rotation=90, ha="right", va="center", fontsize=FONT, color="0.3")
+    ax.set_xlim(-1.0, 8.2)
+    ax.set_ylim(-0.6, 7.6)
+    ax.set_title("GPT-2's pre-norm transformer block", fontsize=FONT + 2)
+    return fig
