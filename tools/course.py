@@ -38,7 +38,6 @@ SOLUTION_TITLE = "# @title Solution"
 SOLUTION_METADATA = {"cellView": "form", "jupyter": {"source_hidden": True}}
 # A solution's discussion: Markdown that Colab and Jupyter show folded until clicked.
 DETAILS = re.compile(r"\A\s*<details>\s*<summary>(?P<summary>.*?)</summary>\s*\n(?P<body>.*?)\s*</details>\s*\Z", re.S)
-DETAILS_SUMMARY = "About the solution"
 # Any MyST directive fence (```{name} or :::{name}): none belongs in a notebook's Markdown.
 MYST_FENCE = re.compile(r"^[ \t]*(?:`{3,}|:{3,})\{[\w-]+\}", re.M)
 
