@@ -18,19 +18,26 @@ On CPU, PyTorch's ``scaled_dot_product_attention`` (``GPT``'s default attention)
 kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCounterMode``
 (torch 2.13) has no formula: it counts **0** FLOPs for attention, forward and backward.
 `flop_counter_flops(..., count_cpu_sdpa=True)` registers one, and the counts agree again.
+
+Every function here also takes appendix B's `gptcourse.llama.LlamaConfig` (or a
+``gptcourse.llama.Llama``): `count_flops` then returns a `LlamaFlopCount`, whose components
+name grouped-query attention's smaller key/value projections and SwiGLU's three matrices.
+RoPE, RMSNorm and SwiGLU's gating are elementwise: like GELU and layer norm, not counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .checks import one_of, positive_int
 from .config import GPTConfig
+from .llama import Llama, LlamaConfig, coerce_config
+from .llama_flops import LLAMA_LAYER_COMPONENTS, llama_matmuls, llama_parameter_counts
 from .model import GPT
 from .train import cross_entropy_loss
 
@@ -45,22 +52,22 @@ LAYER_COMPONENTS: dict[str, str] = {
 }
 COMPONENTS: dict[str, str] = {**LAYER_COMPONENTS, "lm_head": "LM head"}
 
-ConfigLike = GPTConfig | Mapping[str, Any] | str
+ConfigLike = GPTConfig | LlamaConfig | Mapping[str, Any] | str
 
 
-def model_config(model: torch.nn.Module | None, config: ConfigLike | None = None) -> GPTConfig:
-    """`config` as a `GPTConfig`, or, when it is None, the model's own ``model.config``.
+def model_config(model: torch.nn.Module | None, config: ConfigLike | None = None) -> GPTConfig | LlamaConfig:
+    """`config` as a `GPTConfig` (or `LlamaConfig`), or, when it is None, the model's own ``model.config``.
 
     Defined in chapter 9; the measuring functions of chapter 10 take their config this way.
     """
     if config is None:
         config = getattr(model, "config", None)
-        if not isinstance(config, GPTConfig):
+        if not isinstance(config, (GPTConfig, LlamaConfig)):
             raise ValueError(
-                f"config: {type(model).__name__} has no GPTConfig as .config; pass the model's config "
+                f"config: {type(model).__name__} has no GPTConfig (or LlamaConfig) as .config; pass the model's config "
                 "(a GPTConfig, a dict or a preset name) as config=..."
             )
-    return GPTConfig.coerce(config)
+    return coerce_config(config)
 
 
 def batch_shape(config: ConfigLike, batch_size: int, seq_len: int | None = None) -> tuple[int, int]:
@@ -68,7 +75,7 @@ def batch_shape(config: ConfigLike, batch_size: int, seq_len: int | None = None)
 
     ``seq_len`` defaults to the context length. Defined in chapter 9.
     """
-    cfg = GPTConfig.coerce(config)
+    cfg = coerce_config(config)
     batch_size = positive_int("batch_size", batch_size)
     seq_len = cfg.context_length if seq_len is None else positive_int("seq_len", seq_len)
     if seq_len > cfg.context_length:
@@ -84,26 +91,10 @@ def matmul_flops(m: int, k: int, n: int) -> int:
     return 2 * m * k * n
 
 
-@dataclass(frozen=True)
-class FlopCount:
-    """FLOPs of one pass of a GPT, component by component. Defined in chapter 9.
+class _PassTotals:
+    """What `FlopCount` and `LlamaFlopCount` share: totals, shares and rows from the per-layer components."""
 
-    The six layer components (``qkv_proj`` ... ``ff_down``) are **per layer**; ``lm_head``
-    happens once. With ``training=True`` every figure is forward + backward (3× forward).
-    ``total`` is what `FlopCounterMode` reports for the same pass.
-    """
-
-    config: GPTConfig
-    batch_size: int
-    seq_len: int
-    training: bool
-    qkv_proj: int  # x (B·T×d) @ W_query, W_key, W_value (each d×d)
-    attn_scores: int  # Q (T×hd) @ Kᵀ (hd×T), for each of B·n_heads heads
-    attn_values: int  # weights (T×T) @ V (T×hd), for each of B·n_heads heads
-    out_proj: int  # context (B·T×d) @ W_out (d×d)
-    ff_up: int  # (B·T×d) @ (d×4d)
-    ff_down: int  # (B·T×4d) @ (4d×d)
-    lm_head: int  # (B·T×d) @ (d×vocab): the tied output head
+    layer_components: ClassVar[dict[str, str]] = LAYER_COMPONENTS
 
     @property
     def n_layers(self) -> int:
@@ -117,7 +108,7 @@ class FlopCount:
     @property
     def per_layer(self) -> int:
         """FLOPs of one transformer block."""
-        return sum(getattr(self, name) for name in LAYER_COMPONENTS)
+        return sum(getattr(self, name) for name in self.layer_components)
 
     @property
     def total(self) -> int:
@@ -149,16 +140,53 @@ class FlopCount:
         return self.attention_matrix / self.total
 
     def components(self) -> dict[str, int]:
-        """Each component's FLOPs summed over all layers (keys as in `COMPONENTS`)."""
-        totals = {name: self.n_layers * getattr(self, name) for name in LAYER_COMPONENTS}
+        """Each component's FLOPs summed over all layers (keys: `layer_components`, then ``lm_head``)."""
+        totals = {name: self.n_layers * getattr(self, name) for name in self.layer_components}
         totals["lm_head"] = self.lm_head
         return totals
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per component: its matmul, FLOPs per layer, over all layers, and share."""
+        shapes, totals = self.matmul_shapes(), self.components()
+        names = {**self.layer_components, "lm_head": "LM head"}
+        return [
+            {
+                "component": names[name],
+                "matmul": shapes[name],
+                "per_layer": getattr(self, name) if name in self.layer_components else None,
+                "total": totals[name],
+                "share": totals[name] / self.total,
+            }
+            for name in names
+        ]
+
+
+@dataclass(frozen=True)
+class FlopCount(_PassTotals):
+    """FLOPs of one pass of a GPT, component by component. Defined in chapter 9.
+
+    The six layer components (``qkv_proj`` ... ``ff_down``) are **per layer**; ``lm_head``
+    happens once. With ``training=True`` every figure is forward + backward (3× forward).
+    ``total`` is what `FlopCounterMode` reports for the same pass.
+    """
+
+    config: GPTConfig
+    batch_size: int
+    seq_len: int
+    training: bool
+    qkv_proj: int  # x (B·T×d) @ W_query, W_key, W_value (each d×d)
+    attn_scores: int  # Q (T×hd) @ Kᵀ (hd×T), for each of B·n_heads heads
+    attn_values: int  # weights (T×T) @ V (T×hd), for each of B·n_heads heads
+    out_proj: int  # context (B·T×d) @ W_out (d×d)
+    ff_up: int  # (B·T×d) @ (d×4d)
+    ff_down: int  # (B·T×4d) @ (4d×d)
+    lm_head: int  # (B·T×d) @ (d×vocab): the tied output head
+
+    def matmul_shapes(self) -> dict[str, str]:
+        """Each component's matmul, written out with this pass's sizes."""
         c, b, t = self.config, self.batch_size, self.seq_len
         d, hd, h, v = c.emb_dim, c.head_dim, c.n_heads, c.vocab_size
-        shapes = {
+        return {
             "qkv_proj": f"3 × ({b * t}×{d})·({d}×{d})",
             "attn_scores": f"{b * h} × ({t}×{hd})·({hd}×{t})",
             "attn_values": f"{b * h} × ({t}×{t})·({t}×{hd})",
@@ -167,21 +195,41 @@ class FlopCount:
             "ff_down": f"({b * t}×{4 * d})·({4 * d}×{d})",
             "lm_head": f"({b * t}×{d})·({d}×{v})",
         }
-        totals = self.components()
-        return [
-            {
-                "component": COMPONENTS[name],
-                "matmul": shapes[name],
-                "per_layer": getattr(self, name) if name in LAYER_COMPONENTS else None,
-                "total": totals[name],
-                "share": totals[name] / self.total,
-            }
-            for name in COMPONENTS
-        ]
 
 
-def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> FlopCount:
-    """The exact matmul FLOPs of a GPT pass over `batch_size` sequences of `seq_len` tokens.
+@dataclass(frozen=True)
+class LlamaFlopCount(_PassTotals):
+    """FLOPs of one pass of a Llama (appendix B), component by component, as `FlopCount`'s.
+
+    The layer components are per layer, ``lm_head`` once; ``training=True`` is forward + backward.
+    """
+
+    layer_components: ClassVar[dict[str, str]] = LLAMA_LAYER_COMPONENTS
+
+    config: LlamaConfig
+    batch_size: int
+    seq_len: int
+    training: bool
+    q_proj: int  # x (B·T×d) @ W_query (d×d)
+    kv_proj: int  # x @ W_key and x @ W_value, each (d × n_kv_groups·hd): GQA's saving
+    attn_scores: int  # Q (T×hd) @ Kᵀ (hd×T), for each of B·n_heads query heads
+    attn_values: int  # weights (T×T) @ V (T×hd), for each of B·n_heads query heads
+    out_proj: int  # context (B·T×d) @ W_out (d×d)
+    ff_gate: int  # (B·T×d) @ (d×hidden)
+    ff_up: int  # (B·T×d) @ (d×hidden)
+    ff_down: int  # (B·T×hidden) @ (hidden×d)
+    lm_head: int  # (B·T×d) @ (d×vocab), tied or not
+
+    def matmul_shapes(self) -> dict[str, str]:
+        """Each component's matmul, written out with this pass's sizes."""
+        return {
+            name: f"{copies} × ({m}×{k})·({k}×{n})" if copies > 1 else f"({m}×{k})·({k}×{n})"
+            for name, (copies, m, k, n) in llama_matmuls(self.config, self.batch_size, self.seq_len).items()
+        }
+
+
+def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> FlopCount | LlamaFlopCount:
+    """The exact matmul FLOPs of a GPT (or Llama) pass over `batch_size` sequences of `seq_len` tokens.
 
     Defined in chapter 9. ``seq_len`` defaults to the context length. ``training=True``
     counts forward and backward (the gradient of every matmul is two matmuls of the same
@@ -199,12 +247,17 @@ def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = N
 
     The attention matrix is counted in full (T×T), as `FlopCounterMode` and the MFU
     convention of PaLM and nanoGPT do, although the causal mask zeroes half of it
-    (`causal_flops` counts only the useful half).
+    (`causal_flops` counts only the useful half). A `LlamaConfig` gets a `LlamaFlopCount`
+    of the matmuls `gptcourse.llama_flops.llama_matmuls` lists (appendix B).
     """
-    cfg = GPTConfig.coerce(config)
+    cfg = coerce_config(config)
     batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
-    bt, d, heads, hd = batch_size * seq_len, cfg.emb_dim, batch_size * cfg.n_heads, cfg.head_dim
     passes = 3 if training else 1  # backward = 2 × forward, matmul by matmul
+    if isinstance(cfg, LlamaConfig):
+        matmuls = llama_matmuls(cfg, batch_size, seq_len)
+        flops = {name: passes * copies * matmul_flops(m, k, n) for name, (copies, m, k, n) in matmuls.items()}
+        return LlamaFlopCount(config=cfg, batch_size=batch_size, seq_len=seq_len, training=training, **flops)
+    bt, d, heads, hd = batch_size * seq_len, cfg.emb_dim, batch_size * cfg.n_heads, cfg.head_dim
     return FlopCount(
         config=cfg,
         batch_size=batch_size,
@@ -248,9 +301,13 @@ def num_parameters(config: ConfigLike, which: str = "no_position") -> int:
                          It leaves out the LM head's matmul, a third of GPT-2 small's FLOPs.
     ``"matmul"``         only the weight matrices that multiply activations: 12·L·d² + d·V.
                          With this N, ``6N + 12·L·d·T`` is exact (`flops_per_token_palm`).
+
+    A `LlamaConfig`'s counts are `gptcourse.llama_flops.llama_parameter_counts` (appendix B).
     """
-    cfg = GPTConfig.coerce(config)
+    cfg = coerce_config(config)
     one_of("which", which, PARAMETER_COUNTS)
+    if isinstance(cfg, LlamaConfig):
+        return llama_parameter_counts(cfg)[which]
     d, layers, v = cfg.emb_dim, cfg.n_layers, cfg.vocab_size
     matmul = layers * 12 * d * d + d * v
     # per block: biases of QKV (3d, when qkv_bias), out_proj (d), ff up (4d), ff down (d);
@@ -284,7 +341,7 @@ def flops_per_token_palm(config: ConfigLike, seq_len: int | None = None, which: 
     (``which="no_position"``). With ``which="matmul"`` (the default) it equals
     ``count_flops(...).per_token`` exactly.
     """
-    cfg = GPTConfig.coerce(config)
+    cfg = coerce_config(config)
     _, t = batch_shape(cfg, 1, seq_len)
     return 6 * num_parameters(cfg, which) + 12 * cfg.n_layers * cfg.n_heads * cfg.head_dim * t
 
@@ -394,7 +451,11 @@ def flop_counter_flops_by_operator(
     return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
 
 
-def meta_model(config: ConfigLike, attention: str = "manual") -> GPT:
-    """A `GPT` on the meta device: real shapes, no memory, no values (chapter 9, for counting)."""
+def meta_model(config: ConfigLike, attention: str = "manual") -> GPT | Llama:
+    """A `GPT` (or, for a `LlamaConfig`, a `Llama`) on the meta device: real shapes, no memory, no values.
+
+    Defined in chapter 9, for counting.
+    """
+    cfg = coerce_config(config)
     with torch.device("meta"):
-        return GPT(GPTConfig.coerce(config), attention=attention)
+        return (Llama if isinstance(cfg, LlamaConfig) else GPT)(cfg, attention=attention)

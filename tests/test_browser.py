@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from course import exercises  # noqa: E402
+from course import chapter_heading, exercises, notebook_paths  # noqa: E402
 
 # BOOK_ROOT: test a book built elsewhere (a copy of the sources, built there); the default is this one.
 ROOT = Path(os.environ.get("BOOK_ROOT", Path(__file__).resolve().parents[1]))
@@ -100,7 +100,7 @@ def expected_title(docname: str) -> str:
     path = ROOT / f"{docname}.ipynb"
     if path.exists():
         meta = nbformat.read(path, as_version=4).metadata["course"]
-        return f"{meta['chapter']}. {meta['title']}"
+        return chapter_heading(meta["chapter"], meta["title"])
     first = next(line for line in (ROOT / f"{docname}.md").read_text().splitlines() if line.startswith("# "))
     return first[2:].strip()
 
@@ -262,10 +262,10 @@ def test_instructor_guide_lists_every_chapter(page):
     """The guide's tables, as rendered, name every chapter, its objectives and its exercises."""
     page.goto(page.site + "book/instructors.html")
     text = plain(page.locator("main").inner_text())
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in notebook_paths(ROOT):
         nb = nbformat.read(path, as_version=4)
         meta = nb.metadata["course"]
-        assert f"{meta['chapter']}. {meta['title']}" in text
+        assert plain(chapter_heading(meta["chapter"], meta["title"])) in text
         titles = [f"{ex.name} · {ex.title}" for ex in exercises(nb)]
         for item in [*meta["objectives"], *titles]:
             if "$" not in item:  # (math renders as MathJax, not as its source)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from book_extension import PLACEHOLDER, chapters_markdown  # noqa: E402
-from course import exercises, notebook_paths, read_chapters  # noqa: E402
+from course import chapter_heading, exercises, notebook_paths, read_chapters  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO = CONFIG["repository"]
@@ -38,9 +38,9 @@ def test_the_guide_is_in_the_book_and_made_by_the_extension():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_chapter_is_in_the_tables(path, tables):
     meta = nbformat.read(path, as_version=4).metadata["course"]
-    n, title = meta["chapter"], meta["title"]
-    assert f"{{doc}}`{n}. {title} </notebooks/{path.stem}>`" in tables, f"chapter {n} is missing from the overview"
-    section = tables.split(f"\n### {n}. {title}\n", 1)[1].split("\n### ", 1)[0]
+    n, heading = meta["chapter"], chapter_heading(meta["chapter"], meta["title"])
+    assert f"{{doc}}`{heading} </notebooks/{path.stem}>`" in tables, f"chapter {n} is missing from the overview"
+    section = tables.split(f"\n### {heading}\n", 1)[1].split("\n### ", 1)[0]
     for item in [*meta["objectives"], *meta["prerequisites"]]:
         assert f"- {item}\n" in section, f"chapter {n}: {item!r} is missing"
     assert f"On a laptop CPU (2 cores): {meta['runtime']['cpu']}." in section
@@ -51,7 +51,7 @@ def test_every_chapter_is_in_the_tables(path, tables):
     found = exercises(nbformat.read(path, as_version=4))
     assert found
     for ex in found:
-        assert f"| {{ref}}`Exercise {ex.number} · {ex.title} <ex-{ex.number.replace('.', '-')}>` |" in section, f"chapter {n}: {ex.name} is missing"
+        assert f"| {{ref}}`Exercise {ex.number} · {ex.title} <{ex.label}>` |" in section, f"chapter {n}: {ex.name} is missing"
     rows = re.findall(r"^\| \{ref\}`Exercise ", section, re.M)
     assert len(rows) == len(found)
     gpu = nbformat.read(path, as_version=4).metadata.get("accelerator") == "GPU"

@@ -17,14 +17,18 @@ from course import (  # noqa: E402
     MYST_FENCE,
     SOLUTION_METADATA,
     SOLUTION_TITLE,
+    appendix_paths,
+    chapter_heading,
+    chapter_paths,
     check_message,
     exercises,
     is_check,
     is_solution,
+    notebook_paths,
     read_chapter,
 )
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = notebook_paths(ROOT)  # the chapters, then the appendices
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
 
@@ -37,8 +41,13 @@ def code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def test_there_are_chapters():
-    assert NOTEBOOKS, "no notebooks/NN_name.ipynb found"
+def test_there_are_chapters_and_appendices():
+    chapters, appendices = chapter_paths(ROOT), appendix_paths(ROOT)
+    assert [int(p.name[:2]) for p in chapters] == list(range(1, 11)), "chapters 1-10 are notebooks/NN_name.ipynb"
+    letters = [p.name.split("_")[1] for p in appendices]
+    assert letters == [chr(ord("a") + i) for i in range(len(letters))], "appendices are appendix_a_..., appendix_b_..., in order"
+    stray = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb") if p not in NOTEBOOKS)
+    assert not stray, f"notebooks that are neither a chapter (NN_name) nor an appendix (appendix_x_name): {stray}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -64,10 +73,13 @@ def test_header_agrees_with_metadata(path):
     nb = load(path)
     meta = nb.metadata.get("course")
     assert meta, f"{path.name}: notebook metadata 'course' is missing (see CONTRIBUTING.md)"
-    assert meta["chapter"] == int(path.name[:2])
+    if path in appendix_paths(ROOT):
+        assert meta["chapter"] == path.name.split("_")[1].upper(), f"{path.name}: an appendix's 'chapter' is its letter"
+    else:
+        assert meta["chapter"] == int(path.name[:2])
     assert meta["objectives"] and meta["prerequisites"] and meta["runtime"]["cpu"] and meta["runtime"]["t4"]
     header = nb.cells[0]
-    assert header.cell_type == "markdown" and header.source.startswith(f"# {meta['chapter']}. {meta['title']}")
+    assert header.cell_type == "markdown" and header.source.startswith(f"# {chapter_heading(meta['chapter'], meta['title'])}\n")
     for item in [*meta["objectives"], *meta["prerequisites"], meta["runtime"]["cpu"], meta["runtime"]["t4"]]:
         assert item in header.source, f"{path.name}: the header cell does not say {item!r}, which the metadata does"
 
@@ -131,7 +143,13 @@ def test_toc_lists_every_chapter_in_order():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
     chapters = [f for f in files if f.startswith("notebooks/")]
-    assert chapters == sorted(chapters), "chapters must appear in reading order"
-    assert chapters == [f"notebooks/{p.stem}" for p in NOTEBOOKS], "_toc.yml and notebooks/ must list the same chapters"
+    assert chapters == [f"notebooks/{p.stem}" for p in NOTEBOOKS], "_toc.yml and notebooks/ must list the same chapters, in reading order"
+    appendices = next((part for part in toc["parts"] if part["caption"] == "Appendices"), None)
+    assert appendices, "_toc.yml needs an 'Appendices' part"
+    assert [ch["file"] for ch in appendices["chapters"]] == [f"notebooks/{p.stem}" for p in appendix_paths(ROOT)]
+    before = [part for part in toc["parts"][: toc["parts"].index(appendices)]]
+    assert f"notebooks/{chapter_paths(ROOT)[-1].stem}" == [ch["file"] for part in before for ch in part["chapters"] if ch["file"].startswith("notebooks/")][-1], (
+        "chapter 10 is the last chapter before the appendices"
+    )
     for f in files:
         assert (ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists(), f"{f} is in _toc.yml but missing"

@@ -75,9 +75,9 @@ def chapters_markdown(chapters: list[Chapter], repository_url: str, branch: str 
         "| --- | --- | --- | --- | --- |",
     ]
     for ch in chapters:
-        lines.append(f"| {{doc}}`{ch.number}. {cell(ch.title)} </{ch.docname}>` | {cell(ch.runtime['cpu'])} | {cell(ch.runtime['t4'])} | {'a GPU' if ch.gpu else 'a CPU'} | {len(ch.exercises)} |")
+        lines.append(f"| {{doc}}`{cell(ch.heading)} </{ch.docname}>` | {cell(ch.runtime['cpu'])} | {cell(ch.runtime['t4'])} | {'a GPU' if ch.gpu else 'a CPU'} | {len(ch.exercises)} |")
     for ch in chapters:
-        lines += ["", f"### {ch.number}. {ch.title}", ""]
+        lines += ["", f"### {ch.heading}", ""]
         lines += [f"{{doc}}`Read it </{ch.docname}>` · [open it in Colab]({colab_url(repository_url, branch, ch)}) · `{ch.path.name}`", ""]
         lines += ["**Learning objectives.** After the chapter, students can:", ""]
         lines += [f"- {item}" for item in ch.objectives]

@@ -28,7 +28,10 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+# Chapters 1-10 are notebooks/NN_name.ipynb; the appendices come after them, named so that they
+# sort after the chapters and are never taken for one: notebooks/appendix_a_many_gpus.ipynb.
+CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
+APPENDIX_GLOB = "appendix_[a-z]_*.ipynb"
 
 # "### Exercise 4.2 · Title": the chapter (a number, or a letter for an appendix), the
 # exercise's number within it, and its title.
@@ -122,9 +125,34 @@ class Chapter:
     def docname(self) -> str:
         return f"notebooks/{self.name}"
 
+    @property
+    def is_appendix(self) -> bool:
+        return isinstance(self.number, str)
+
+    @property
+    def heading(self) -> str:
+        """How the chapter names itself: "9. Counting FLOPs", "Appendix A. Training on many GPUs"."""
+        return chapter_heading(self.number, self.title)
+
+
+def chapter_heading(number: int | str, title: str) -> str:
+    """A chapter's heading (its notebook's first line, after "# "): numbered, or lettered for an appendix."""
+    return f"Appendix {number}. {title}" if isinstance(number, str) else f"{number}. {title}"
+
+
+def chapter_paths(root: Path = ROOT) -> list[Path]:
+    """The chapters proper, 1-10, in reading order."""
+    return sorted((root / "notebooks").glob(CHAPTER_GLOB))
+
+
+def appendix_paths(root: Path = ROOT) -> list[Path]:
+    """The appendices, A, B, ..., which come after the chapters."""
+    return sorted((root / "notebooks").glob(APPENDIX_GLOB))
+
 
 def notebook_paths(root: Path = ROOT) -> list[Path]:
-    return sorted((root / "notebooks").glob(NOTEBOOK_GLOB))
+    """Every notebook of the course in reading order: the chapters, then the appendices."""
+    return chapter_paths(root) + appendix_paths(root)
 
 
 def exercises(nb) -> list[Exercise]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from course import APPENDIX_GLOB, CHAPTER_GLOB  # tools/, beside this file
 
 from gptcourse.gpu_budget import GIB, MEMORY_CAP_VARIABLE, T4_FREE_BYTES
 from gptcourse.results import NOTEBOOK_RESULTS
@@ -142,8 +143,8 @@ def benchmarks(cap_gib: float | None) -> list[list[str]]:
 
 
 def select_notebooks(names: Sequence[str] | None, directory: Path = NOTEBOOKS) -> list[Path]:
-    """The chapters, in order; `names` picks some by prefix ("07", "10_mfu")."""
-    chapters = sorted(directory.glob("[0-9][0-9]_*.ipynb"))
+    """The chapters, then the appendices, in order; `names` picks some by prefix ("07", "10_mfu", "appendix_a")."""
+    chapters = sorted(directory.glob(CHAPTER_GLOB)) + sorted(directory.glob(APPENDIX_GLOB))
     if not names:
         return chapters
     chosen = [nb for nb in chapters if any(nb.name.startswith(n) for n in names)]

@@ -1,0 +1,245 @@
+"""Hugging Face Llama checkpoints, read into and written from our `Llama` (appendix B).
+
+A ``LlamaForCausalLM`` checkpoint is a ``config.json`` and one or more ``*.safetensors``
+files (sharded ones listed in ``model.safetensors.index.json``). Its linear layers are
+`nn.Linear` like ours, so, unlike GPT-2's Conv1D (chapter 8), nothing is transposed or
+split: `LAYOUT` renames, and that is all. Nor are the query and key weights permuted for
+RoPE: our `gptcourse.llama.apply_rope` rotates the two *halves* of each head (Hugging
+Face's ``rotate_half`` convention) rather than neighbouring pairs (Meta's original code),
+and Hugging Face's conversion script already permuted the weights for that convention.
+
+Settings our model does not implement (RoPE scaling, biases, another activation, a head
+width other than emb_dim / n_heads) are errors, never silently different numbers. This
+module works on plain dicts and state dicts; it never imports `gptcourse.llama` (which
+imports it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from .weights import CheckpointError, WeightsUnavailableError, _reachable, _read_json
+
+# Hugging Face's names, and ours ("{i}": every block). One table, read both ways.
+LAYOUT: dict[str, str] = {
+    "model.embed_tokens.weight": "tok_emb.weight",
+    "model.layers.{i}.input_layernorm.weight": "trf_blocks.{i}.norm1.scale",
+    "model.layers.{i}.self_attn.q_proj.weight": "trf_blocks.{i}.att.W_query.weight",
+    "model.layers.{i}.self_attn.k_proj.weight": "trf_blocks.{i}.att.W_key.weight",
+    "model.layers.{i}.self_attn.v_proj.weight": "trf_blocks.{i}.att.W_value.weight",
+    "model.layers.{i}.self_attn.o_proj.weight": "trf_blocks.{i}.att.out_proj.weight",
+    "model.layers.{i}.post_attention_layernorm.weight": "trf_blocks.{i}.norm2.scale",
+    "model.layers.{i}.mlp.gate_proj.weight": "trf_blocks.{i}.ff.W_gate.weight",
+    "model.layers.{i}.mlp.up_proj.weight": "trf_blocks.{i}.ff.W_up.weight",
+    "model.layers.{i}.mlp.down_proj.weight": "trf_blocks.{i}.ff.W_down.weight",
+    "model.norm.weight": "final_norm.scale",
+    "lm_head.weight": "out_head.weight",  # absent when tied: then it *is* embed_tokens
+}
+# Buffers some older checkpoints saved next to the weights: RoPE's frequencies, recomputed from the config.
+_IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+# config.json's names for the sizes `LlamaConfig` requires.
+_HF_SIZES = {
+    "vocab_size": "vocab_size",
+    "max_position_embeddings": "context_length",
+    "hidden_size": "emb_dim",
+    "num_hidden_layers": "n_layers",
+    "num_attention_heads": "n_heads",
+    "intermediate_size": "hidden_dim",
+}
+# The files of a checkpoint on the hub that this module reads.
+FILES = ("config.json", "model.safetensors")
+
+
+def _layout(n_layers: int, tie_embeddings: bool) -> dict[str, str]:
+    """`LAYOUT` with "{i}" spelled out for every block: HF name -> our name."""
+    out = {}
+    for theirs, ours in LAYOUT.items():
+        if theirs == "lm_head.weight" and tie_embeddings:
+            continue
+        for i in range(n_layers) if "{i}" in theirs else [None]:
+            out[theirs.format(i=i)] = ours.format(i=i)
+    return out
+
+
+def rope_theta(hf_config: Mapping[str, Any]) -> float:
+    """RoPE's base from a config.json, refusing any RoPE scaling (appendix B).
+
+    transformers 5 writes ``"rope_parameters": {"rope_type": "default", "rope_theta": ...}``;
+    transformers 4 wrote ``"rope_theta"`` and ``"rope_scaling"`` at the top level.
+    """
+    params = dict(hf_config.get("rope_parameters") or {})
+    scaling = hf_config.get("rope_scaling") or {}
+    kind = params.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
+    if kind != "default":
+        raise CheckpointError(
+            f"RoPE scaling of type {kind!r} is not implemented: our RoPE is the plain one (rope_type 'default'). "
+            "Models such as Llama 3.1/3.2 stretch RoPE's long wavelengths ('llama3'); their shapes can still be "
+            "counted with a LlamaConfig, but their weights would compute different numbers here."
+        )
+    if hf_config.get("rope_interleaved", False):
+        raise CheckpointError("rope_interleaved=True: our RoPE rotates the two halves of each head (rotate_half), not neighbouring pairs.")
+    return float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0)))
+
+
+def config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of our `LlamaConfig`, from a Hugging Face Llama ``config.json`` as a dict (appendix B).
+
+    A plain dict, so that this module need not import `gptcourse.llama`:
+    ``LlamaConfig(**config_from_hf(json.load(f)))``.
+    """
+    missing = [key for key in _HF_SIZES if key not in hf_config]
+    if missing:
+        raise CheckpointError(f"The Llama config is missing {', '.join(missing)}; a Llama config.json gives all of {', '.join(_HF_SIZES)}.")
+    if hf_config.get("model_type", "llama") != "llama":
+        raise CheckpointError(f"This is a {hf_config['model_type']!r} checkpoint; from_hf_checkpoint reads model_type 'llama'.")
+    if hf_config.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"hidden_act={hf_config['hidden_act']!r}; our SwiGLU uses SiLU ('silu').")
+    for key in ("attention_bias", "mlp_bias"):
+        if hf_config.get(key, False):
+            raise CheckpointError(f"{key}=True: our Llama has no biases.")
+    hidden, heads = hf_config["hidden_size"], hf_config["num_attention_heads"]
+    head_dim = hf_config.get("head_dim") or hidden // heads
+    if head_dim * heads != hidden:
+        raise CheckpointError(f"head_dim={head_dim} with {heads} heads is not hidden_size={hidden}: our heads are hidden_size // n_heads wide.")
+    fields = {ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()}
+    return {
+        **fields,
+        "n_kv_groups": hf_config.get("num_key_value_heads") or heads,
+        "rope_base": rope_theta(hf_config),
+        "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),  # transformers' default: untied
+        "norm_eps": float(hf_config.get("rms_norm_eps", 1e-6)),  # transformers' default
+    }
+
+
+def config_to_hf(config: Any) -> dict[str, Any]:
+    """The Hugging Face ``config.json`` (as a dict) of our `LlamaConfig` `config` (appendix B).
+
+    ``transformers.LlamaConfig(**config_to_hf(config))`` builds their Llama at our size.
+    """
+    return {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        **{theirs: getattr(config, ours) for theirs, ours in _HF_SIZES.items()},
+        "num_key_value_heads": config.n_kv_groups,
+        "head_dim": config.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": config.norm_eps,
+        "rope_theta": config.rope_base,  # transformers 4's spelling; 5 reads it too
+        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
+        "attention_bias": False,
+        "mlp_bias": False,
+        "tie_word_embeddings": config.tie_embeddings,
+    }
+
+
+def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int, tie_embeddings: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A Llama checkpoint's tensors renamed into our `Llama`'s ``state_dict`` (appendix B).
+
+    Returns the state dict and, for each of its names, the checkpoint's name it came from.
+    Raises `CheckpointError` naming every tensor that is missing or left over. With tied
+    embeddings the head is the token embedding; a stored ``lm_head.weight`` must equal it.
+    """
+    remaining = {k: v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    head = remaining.pop("lm_head.weight", None) if tie_embeddings else None
+    state: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    missing = []
+    for theirs, ours in _layout(n_layers, tie_embeddings).items():
+        if theirs in remaining:
+            state[ours], source[ours] = remaining.pop(theirs), theirs
+        else:
+            missing.append(theirs)
+    if tie_embeddings and "tok_emb.weight" in state:
+        wte = state["out_head.weight"] = state["tok_emb.weight"]  # tied: the same tensor
+        source["out_head.weight"] = source["tok_emb.weight"]
+        if head is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
+            raise CheckpointError("lm_head.weight differs from embed_tokens.weight, but config.json says tie_word_embeddings=true.")
+    problems = [f"missing tensors: {', '.join(missing)}"] if missing else []
+    if remaining:
+        problems.append(f"unexpected tensors: {', '.join(sorted(remaining))}")
+    if problems:
+        tied = "tied" if tie_embeddings else "untied"
+        raise CheckpointError(f"The checkpoint does not match a {n_layers}-layer Llama with {tied} embeddings: " + "; ".join(problems) + ".")
+    return state, source
+
+
+def ours_to_hf(state: Mapping[str, torch.Tensor], n_layers: int, tie_embeddings: bool) -> dict[str, torch.Tensor]:
+    """Our `Llama`'s ``state_dict`` under Hugging Face's names: `hf_to_ours` read backwards (appendix B)."""
+    return {theirs: state[ours].detach().cpu().contiguous() for theirs, ours in _layout(n_layers, tie_embeddings).items()}
+
+
+def read_hf_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of the checkpoint directory `path`, as a dict (appendix B)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"No checkpoint directory at {path}: give the directory that holds config.json and the .safetensors files.")
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"No config.json in {path}: a Llama checkpoint needs it for its sizes (heads, key/value heads, RoPE base).")
+    return _read_json(config_file)
+
+
+def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
+    """Write our `Llama` as a Hugging Face checkpoint: ``config.json`` and ``model.safetensors`` (appendix B).
+
+    ``gptcourse.llama.from_hf_checkpoint`` and ``transformers.LlamaForCausalLM.from_pretrained``
+    both read it.
+    """
+    cfg = model.config
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg), indent=2))
+    tensors = ours_to_hf(model.state_dict(), cfg.n_layers, cfg.tie_embeddings)
+    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+    return directory
+
+
+def is_cached(repo: str, cache_dir: str | Path | None = None) -> bool:
+    """Are `repo`'s ``config.json`` and ``model.safetensors`` in the Hugging Face cache? No network (appendix B)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir), str) for f in FILES)
+
+
+def download_checkpoint(repo: str = "HuggingFaceTB/SmolLM2-135M", cache_dir: str | Path | None = None, local_files_only: bool = False) -> Path:
+    """The directory of `repo`'s ``config.json`` and ``model.safetensors``: the cache, else the hub (appendix B).
+
+    Offline it fails in seconds (a TCP connection is tried first, as chapter 8's
+    `gptcourse.weights.download` does) with what to download and where.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def fetch(offline: bool) -> Path:
+        paths = [Path(huggingface_hub.hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=offline)) for f in FILES]
+        return paths[1].parent
+
+    try:
+        return fetch(offline=True)
+    except OSError:  # not in the cache
+        pass
+    if local_files_only or constants.HF_HUB_OFFLINE:
+        raise WeightsUnavailableError(_what_to_do(repo, "it is not in the cache and downloads are switched off"))
+    if not _reachable(constants.ENDPOINT):
+        raise WeightsUnavailableError(_what_to_do(repo, f"it is not in the cache and {constants.ENDPOINT} cannot be reached"))
+    try:
+        return fetch(offline=False)
+    except (OSError, HfHubHTTPError) as err:
+        raise WeightsUnavailableError(_what_to_do(repo, f"the download failed: {type(err).__name__}: {err}")) from err
+
+
+def _what_to_do(repo: str, reason: str) -> str:
+    return (
+        f"Could not get {repo}: {reason}. With a network, run\n"
+        f"    from huggingface_hub import hf_hub_download\n"
+        f"    for f in {FILES!r}: hf_hub_download({repo!r}, f)\n"
+        f"or download https://huggingface.co/{repo}/resolve/main/config.json and model.safetensors into one "
+        "directory and load it with gptcourse.llama.from_hf_checkpoint('that/directory')."
+    )
