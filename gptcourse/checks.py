@@ -7,7 +7,9 @@ shows what was given and says what is expected.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -55,3 +57,22 @@ def one_of(name: str, value: Any, choices: Any) -> Any:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(map(repr, choices))}.")
     return value
+
+
+def config_from_mapping(cls: type, config: Mapping[str, Any], required: tuple[str, ...], hint: str = "") -> Any:
+    """A config dataclass `cls` from a dict: unknown keys and missing `required` ones are named.
+
+    `GPTConfig.coerce` and `LlamaConfig.coerce` build their configs from dicts this way.
+    """
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown config key(s) {unknown}; a {cls.__name__} has: {known}.")
+    missing = [name for name in required if name not in config]
+    if missing:
+        optional = ", ".join(name for name in known if name not in required)
+        raise ValueError(
+            f"The config is missing {', '.join(missing)}: a config dict must give all of {', '.join(required)} "
+            f"({optional} are optional).{' ' + hint if hint else ''}"
+        )
+    return cls(**config)

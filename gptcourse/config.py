@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import finite_number, one_of, positive_int
+from .checks import config_from_mapping, finite_number, one_of, positive_int
 
 # The sizes a config cannot do without: a dict that leaves one out is a mistake, not a request for GPT-2 small.
 REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
@@ -65,17 +65,7 @@ class GPTConfig:
         if isinstance(config, str):
             return cls.from_preset(config)
         if isinstance(config, Mapping):
-            known = [f.name for f in dataclasses.fields(cls)]
-            unknown = sorted(set(config) - set(known))
-            if unknown:
-                raise ValueError(f"Unknown config key(s) {unknown}; a GPT config has: {known}.")
-            missing = [name for name in REQUIRED if name not in config]
-            if missing:
-                raise ValueError(
-                    f"The config is missing {', '.join(missing)}: a config dict must give all of {', '.join(REQUIRED)} "
-                    "(drop_rate and qkv_bias are optional). For GPT-2 small, use GPTConfig.from_preset('gpt2-small')."
-                )
-            return cls(**config)
+            return config_from_mapping(cls, config, REQUIRED, hint="For GPT-2 small, use GPTConfig.from_preset('gpt2-small').")
         raise TypeError(f"config must be a GPTConfig, a preset name or a dict, got {type(config).__name__}.")
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import llama_weights
-from .checks import finite_number, one_of, positive_int
+from .checks import config_from_mapping, finite_number, one_of, positive_int
 from .config import ALIASES as GPT_ALIASES
 from .config import PRESETS as GPT_PRESETS
 from .config import GPTConfig
 from .generate import generate
 from .kv_cache import KVCache
-from .weights import CheckpointError, read_tensors
+from .weights import CheckpointError, read_tensors, shape_mismatches
 
 # The sizes a config cannot do without; rope_base, tie_embeddings and norm_eps have defaults.
 REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "n_kv_groups", "hidden_dim")
@@ -108,17 +108,7 @@ class LlamaConfig:
         if isinstance(config, str):
             return cls.from_preset(config)
         if isinstance(config, Mapping):
-            known = [f.name for f in dataclasses.fields(cls)]
-            unknown = sorted(set(config) - set(known))
-            if unknown:
-                raise ValueError(f"Unknown config key(s) {unknown}; a Llama config has: {known}.")
-            missing = [name for name in REQUIRED if name not in config]
-            if missing:
-                raise ValueError(
-                    f"The config is missing {', '.join(missing)}: a Llama config dict must give all of {', '.join(REQUIRED)} "
-                    "(rope_base, tie_embeddings and norm_eps are optional)."
-                )
-            return cls(**config)
+            return config_from_mapping(cls, config, REQUIRED, hint="For SmolLM2-135M's shape, use LlamaConfig.from_preset('smollm2-135m').")
         raise TypeError(f"config must be a LlamaConfig, a preset name or a dict, got {type(config).__name__}.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -446,12 +436,7 @@ def from_hf_checkpoint(path: str | Path, attention: str = "sdpa") -> Llama:
         raise CheckpointError(f"{Path(path) / 'config.json'}: {err}") from None
     model = Llama(config, attention=attention)
     state, source = llama_weights.hf_to_ours(read_tensors(path), config.n_layers, config.tie_embeddings)
-    expected = model.state_dict()
-    wrong = [
-        f"{source[name]}: {tuple(tensor.shape)} in the checkpoint, {tuple(expected[name].shape)} in the model"
-        for name, tensor in state.items()
-        if tensor.shape != expected[name].shape
-    ]
+    wrong = shape_mismatches(state, source, model.state_dict())
     if wrong:
         raise CheckpointError("Tensors whose shape does not fit config.json's sizes: " + "; ".join(wrong) + ".")
     model.load_state_dict(state)

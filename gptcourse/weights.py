@@ -247,18 +247,25 @@ def checkpoint_config(path: str | Path, config: GPTConfig | Mapping[str, Any] | 
     )
 
 
+def shape_mismatches(state: dict[str, torch.Tensor], source: dict[str, str], expected: dict[str, torch.Tensor]) -> list[str]:
+    """Each tensor of `state` whose shape is not the model's (`expected`), named as in the checkpoint (`source`).
+
+    Chapter 8's GPT-2 loader and appendix B's Llama loader report a checkpoint that does not fit this way.
+    """
+    return [
+        f"{source[name]} → {name}: {tuple(tensor.shape)} from the checkpoint, {tuple(expected[name].shape)} in the model"
+        for name, tensor in state.items()
+        if tensor.shape != expected[name].shape
+    ]
+
+
 def load_hf_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """Copy a GPT-2 checkpoint's weights into `model`, a `GPT` of its size; return `model` (chapter 8).
 
     A tensor that is missing, left over or of the wrong shape raises `CheckpointError` naming it.
     """
     state, source = hf_to_ours(read_tensors(path), model.config.n_layers)
-    expected = model.state_dict()
-    wrong = [
-        f"{source[name]} → {name}: {tuple(tensor.shape)} from the checkpoint, {tuple(expected[name].shape)} in the model"
-        for name, tensor in state.items()
-        if tensor.shape != expected[name].shape
-    ]
+    wrong = shape_mismatches(state, source, model.state_dict())
     if wrong:
         raise CheckpointError(
             f"Tensors whose shape does not fit {model.config} (shapes after transposing and splitting): " + "; ".join(wrong) + "."

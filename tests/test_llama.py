@@ -351,7 +351,7 @@ def test_wrong_tensors_are_named(saved, tmp_path):
     cases = {
         "missing tensors: model.layers.1.mlp.up_proj.weight": {k: v for k, v in tensors.items() if k != "model.layers.1.mlp.up_proj.weight"},
         "unexpected tensors: model.layers.3.mlp.up_proj.weight": {**tensors, "model.layers.3.mlp.up_proj.weight": torch.zeros(1)},
-        r"model.layers.0.self_attn.k_proj.weight: \(48, 48\) in the checkpoint, \(16, 48\) in the model": {
+        r"model.layers.0.self_attn.k_proj.weight → trf_blocks.0.att.W_key.weight: \(48, 48\) from the checkpoint, \(16, 48\) in the model": {
             **tensors,
             "model.layers.0.self_attn.k_proj.weight": torch.zeros(48, 48),
         },
