@@ -440,6 +440,7 @@ def _report(run: _RankRun, model_config: GPTConfig, held, num_parameters, losses
         step_time=step_time, tokens_per_second=B * T / step_time, flops_per_step=flops_per_step, achieved_flops=flops_per_step / step_time,
         peak_flops_per_device=peak, mfu=mfu, all_reduces_per_step=run.counter and run.counter.calls,
         all_reduce_bytes_per_step=run.counter and run.counter.bytes, all_reduce_seconds=all_reduce_seconds, torch=torch.__version__,
+        precision=str(run.dtype).removeprefix("torch."),
     )  # fmt: skip
 
 

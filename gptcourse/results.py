@@ -7,7 +7,9 @@ device, date, torch version and command. One `ResultsTable` per file:
 
 - `MFU_RESULTS`, ``gpu_mfu.csv``: ``benchmarks/mfu.py --record``, our GPT beside the peers;
 - `LADDER_RESULTS`, ``ladder.csv``: ``benchmarks/ladder.py --record``, the optimisation ladder;
-- `NOTEBOOK_RESULTS`, ``gpu_notebooks.csv``: ``tools/gpu_run.py``, each chapter's GPU run time.
+- `NOTEBOOK_RESULTS`, ``gpu_notebooks.csv``: ``tools/gpu_run.py``, each chapter's GPU run time;
+- `DDP_RESULTS`, ``ddp.csv``: ``benchmarks/ddp.py --record``, data-parallel training on the
+  GPUs of one machine, as appendix A shows it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,28 @@ LADDER_RESULTS = ResultsTable(
 NOTEBOOK_RESULTS = ResultsTable(
     RESULTS_DIR / "gpu_notebooks.csv",
     ("date", "device", "memory_cap_gib", "notebook", "status", "seconds", "torch", "command"),
+)
+# One row per `torchrun -m gptcourse.distributed` run on GPUs (appendix A): only what was measured,
+# on as many GPUs as the machine had; never a figure for GPUs it did not have.
+DDP_RESULTS = ResultsTable(
+    RESULTS_DIR / "ddp.csv",
+    (
+        "date",
+        "device",
+        "world_size",
+        "kind",  # DDP or FSDP2
+        "backend",
+        "precision",
+        "preset",
+        "micro_batch",
+        "grad_accum",
+        "seq_len",
+        "tokens_per_second",
+        "mfu",
+        "peak_tflops",
+        "torch",
+        "command",
+    ),
 )
 
 # The names chapter 10 and benchmarks/mfu.py have always used, for the MFU table.

@@ -1,4 +1,4 @@
-"""The benchmark commands (benchmarks/mfu.py, benchmarks/ladder.py), on a CPU: quick sizes only."""
+"""The benchmark commands (benchmarks/mfu.py, ladder.py, ddp.py), on a CPU: quick sizes only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gptcourse.results import LADDER_RESULTS
+from gptcourse.results import DDP_RESULTS, LADDER_RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +66,23 @@ def test_the_ladder_records_gpu_rows_only(capsys):
         load("ladder").main(["--record"])
     assert "--record keeps GPU measurements only" in capsys.readouterr().err
 
+
+
+def test_the_ddp_command_on_a_cpu(tmp_path, capsys):
+    """benchmarks/ddp.py launches torchrun, reads the run's metrics and keeps them as a row."""
+    ddp = load("ddp")
+    results = tmp_path / "ddp.csv"
+    row = ddp.main(["--device", "cpu", "--nproc", "1", "--steps", "2", "--micro-batch", "2", "--results", str(results)])
+    assert "DDP on 1 × cpu (float32)" in capsys.readouterr().out
+    (recorded,) = DDP_RESULTS.load(results)
+    assert recorded == {key: str(value) for key, value in row.items()}
+    assert (recorded["world_size"], recorded["backend"], recorded["preset"], recorded["micro_batch"]) == ("1", "gloo", "gpt-nano", "2")
+    assert float(recorded["tokens_per_second"]) > 0 and recorded["mfu"] == "", "a CPU has no datasheet peak: no MFU is made up"
+    assert recorded["command"] == f"python benchmarks/ddp.py --device cpu --nproc 1 --steps 2 --micro-batch 2 --results {results}"
+
+
+def test_the_ddp_command_records_gpu_runs_only(capsys):
+    ddp = load("ddp")
+    with pytest.raises(SystemExit):
+        ddp.main(["--device", "cpu", "--record"])
+    assert "GPU measurements only" in capsys.readouterr().err

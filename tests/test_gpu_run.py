@@ -70,6 +70,7 @@ def test_a_large_gpu_runs_everything_then_again_capped_to_a_t4(chapters, tmp_pat
         ("-m pytest 10_mfu.ipynb --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q", None),
         ("benchmarks/ladder.py --record", None),
         ("benchmarks/mfu.py --preset gpt2-small --record", None),
+        ("benchmarks/ddp.py --record", None),
         ("-m pytest 01_tokens.ipynb --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q", "14.5"),
         ("-m pytest 10_mfu.ipynb --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q", "14.5"),
         ("benchmarks/ladder.py --record", "14.5"),

@@ -7,6 +7,7 @@ import csv
 import pytest
 
 from gptcourse.results import (
+    DDP_RESULTS,
     LADDER_RESULTS,
     MFU_RESULTS,
     NOTEBOOK_RESULTS,
@@ -46,7 +47,7 @@ def test_the_shipped_file_can_be_appended_to():
     assert all(row["device"] and row["command"] for row in load_results())  # each row says where and how
 
 
-@pytest.mark.parametrize("table", [MFU_RESULTS, LADDER_RESULTS, NOTEBOOK_RESULTS])
+@pytest.mark.parametrize("table", [MFU_RESULTS, LADDER_RESULTS, NOTEBOOK_RESULTS, DDP_RESULTS])
 def test_every_shipped_table_has_its_header_and_says_where_and_how(table):
     assert table.path.parent == RESULTS_FILE.parent, "shipped with the package: gptcourse/results/"
     with open(table.path, newline="") as f:

@@ -12,7 +12,9 @@ The development machines have no GPU; whenever one is at hand, this runs there, 
    prose the header prints), and a row into ``gptcourse/results/gpu_notebooks.csv``;
 2. the optimisation ladder, ``benchmarks/ladder.py --record`` (``results/ladder.csv``);
 3. ``benchmarks/mfu.py --preset gpt2-small --record`` (``results/gpu_mfu.csv``);
-4. on a GPU with more memory free than a T4 (14.5 GiB), steps 1 and 2 again with
+4. ``benchmarks/ddp.py --record``: appendix A's data-parallel training, DDP through NCCL on
+   every GPU of this machine (``results/ddp.csv``);
+5. on a GPU with more memory free than a T4 (14.5 GiB), steps 1 and 2 again with
    ``GPTCOURSE_GPU_MEMORY_GIB=14.5``: the process capped to a T4's memory
    (`gptcourse.gpu_budget`), so that every notebook is sized for, and every out-of-memory
    path rehearsed on, a T4. Those rows carry ``memory_cap_gib`` 14.5; the notebooks'
@@ -135,10 +137,11 @@ def passes(gpu: dict[str, Any], capped_pass: bool = True) -> list[float | None]:
 
 
 def benchmarks(cap_gib: float | None) -> list[list[str]]:
-    """The benchmark commands of one pass: the ladder always, the MFU comparison uncapped only."""
+    """The benchmark commands of one pass: the ladder always; the MFU comparison and DDP uncapped only."""
     commands = [[sys.executable, "benchmarks/ladder.py", "--record"]]
     if cap_gib is None:
         commands.append([sys.executable, "benchmarks/mfu.py", "--preset", "gpt2-small", "--record"])
+        commands.append([sys.executable, "benchmarks/ddp.py", "--record"])
     return commands
 
 
