@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .weights import CheckpointError, WeightsUnavailableError, _reachable, _read_json
+from .weights import FILES, CheckpointError, check_complete, download_hub_checkpoint, hub_checkpoint_cached, read_json, tie_head
 
 # Hugging Face's names, and ours ("{i}": every block). One table, read both ways.
 LAYOUT: dict[str, str] = {
@@ -52,8 +52,6 @@ _HF_SIZES = {
     "num_attention_heads": "n_heads",
     "intermediate_size": "hidden_dim",
 }
-# The files of a checkpoint on the hub that this module reads.
-FILES = ("config.json", "model.safetensors")
 
 
 def _layout(n_layers: int, tie_embeddings: bool) -> dict[str, str]:
@@ -155,17 +153,9 @@ def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int, tie_embedding
             state[ours], source[ours] = remaining.pop(theirs), theirs
         else:
             missing.append(theirs)
-    if tie_embeddings and "tok_emb.weight" in state:
-        wte = state["out_head.weight"] = state["tok_emb.weight"]  # tied: the same tensor
-        source["out_head.weight"] = source["tok_emb.weight"]
-        if head is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
-            raise CheckpointError("lm_head.weight differs from embed_tokens.weight, but config.json says tie_word_embeddings=true.")
-    problems = [f"missing tensors: {', '.join(missing)}"] if missing else []
-    if remaining:
-        problems.append(f"unexpected tensors: {', '.join(sorted(remaining))}")
-    if problems:
-        tied = "tied" if tie_embeddings else "untied"
-        raise CheckpointError(f"The checkpoint does not match a {n_layers}-layer Llama with {tied} embeddings: " + "; ".join(problems) + ".")
+    if tie_embeddings:
+        tie_head(state, source, head, "lm_head.weight differs from embed_tokens.weight, but config.json says tie_word_embeddings=true.")
+    check_complete(missing, remaining, f"a {n_layers}-layer Llama with {'tied' if tie_embeddings else 'untied'} embeddings")
     return state, source
 
 
@@ -182,7 +172,7 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
     config_file = path / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"No config.json in {path}: a Llama checkpoint needs it for its sizes (heads, key/value heads, RoPE base).")
-    return _read_json(config_file)
+    return read_json(config_file)
 
 
 def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
@@ -202,37 +192,15 @@ def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
 
 def is_cached(repo: str, cache_dir: str | Path | None = None) -> bool:
     """Are `repo`'s ``config.json`` and ``model.safetensors`` in the Hugging Face cache? No network (appendix B)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    return all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir), str) for f in FILES)
+    return hub_checkpoint_cached(repo, cache_dir)
 
 
 def download_checkpoint(repo: str = "HuggingFaceTB/SmolLM2-135M", cache_dir: str | Path | None = None, local_files_only: bool = False) -> Path:
     """The directory of `repo`'s ``config.json`` and ``model.safetensors``: the cache, else the hub (appendix B).
 
-    Offline it fails in seconds (a TCP connection is tried first, as chapter 8's
-    `gptcourse.weights.download` does) with what to download and where.
+    Offline it fails in seconds, as chapter 8's `gptcourse.weights.download` does, with what to download and where.
     """
-    import huggingface_hub
-    from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError
-
-    def fetch(offline: bool) -> Path:
-        paths = [Path(huggingface_hub.hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=offline)) for f in FILES]
-        return paths[1].parent
-
-    try:
-        return fetch(offline=True)
-    except OSError:  # not in the cache
-        pass
-    if local_files_only or constants.HF_HUB_OFFLINE:
-        raise WeightsUnavailableError(_what_to_do(repo, "it is not in the cache and downloads are switched off"))
-    if not _reachable(constants.ENDPOINT):
-        raise WeightsUnavailableError(_what_to_do(repo, f"it is not in the cache and {constants.ENDPOINT} cannot be reached"))
-    try:
-        return fetch(offline=False)
-    except (OSError, HfHubHTTPError) as err:
-        raise WeightsUnavailableError(_what_to_do(repo, f"the download failed: {type(err).__name__}: {err}")) from err
+    return download_hub_checkpoint(repo, cache_dir, local_files_only, what_to_do=lambda reason: _what_to_do(repo, reason))
 
 
 def _what_to_do(repo: str, reason: str) -> str:

@@ -23,7 +23,7 @@ import json
 import socket
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,17 +160,32 @@ def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int) -> tuple[dict
         tensor = tensor.t() if theirs.endswith(TRANSPOSED) else tensor
         for name, part in zip(ours, tensor.tensor_split(len(ours)), strict=True):  # c_attn: (3d, d) -> 3 × (d, d)
             state[name], source[name] = part, prefix + theirs
-    if "tok_emb.weight" in state:
-        wte = state["out_head.weight"] = state["tok_emb.weight"]  # tied: the same tensor
-        source["out_head.weight"] = source["tok_emb.weight"]
-        if head is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
-            raise CheckpointError("lm_head.weight differs from wte.weight: our GPT ties the output head to the token embedding.")
-    problems = [f"missing tensors: {', '.join(missing)}"] if missing else []
-    if remaining:
-        problems.append(f"unexpected tensors: {', '.join(prefix + k for k in sorted(remaining))}")
-    if problems:
-        raise CheckpointError(f"The checkpoint does not match a {n_layers}-layer GPT-2: " + "; ".join(problems) + ".")
+    tie_head(state, source, head, "lm_head.weight differs from wte.weight: our GPT ties the output head to the token embedding.")
+    check_complete(missing, [prefix + k for k in remaining], f"a {n_layers}-layer GPT-2")
     return state, source
+
+
+def tie_head(state: dict[str, torch.Tensor], source: dict[str, str], head: torch.Tensor | None, differs: str) -> None:
+    """Make the output head the token embedding, the same tensor (chapter 8; appendix B).
+
+    A checkpoint that also stores the head (`head`) must store the embedding's values:
+    otherwise `CheckpointError(differs)`.
+    """
+    if "tok_emb.weight" not in state:
+        return  # missing: check_complete names it
+    wte = state["out_head.weight"] = state["tok_emb.weight"]
+    source["out_head.weight"] = source["tok_emb.weight"]
+    if head is not None and (head.shape != wte.shape or not torch.equal(head, wte)):
+        raise CheckpointError(differs)
+
+
+def check_complete(missing: list[str], unexpected: Iterable[str], model: str) -> None:
+    """`CheckpointError` naming every tensor the model needs and the checkpoint lacks, and every one left over."""
+    problems = [f"missing tensors: {', '.join(missing)}"] if missing else []
+    if unexpected := sorted(unexpected):
+        problems.append(f"unexpected tensors: {', '.join(unexpected)}")
+    if problems:
+        raise CheckpointError(f"The checkpoint does not match {model}: " + "; ".join(problems) + ".")
 
 
 def ours_to_hf(state: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
@@ -193,7 +208,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     index = path / "model.safetensors.index.json"
     if index.exists():  # a sharded checkpoint: the index maps each tensor to its shard
         tensors: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(_read_json(index)["weight_map"].values())):
+        for shard in sorted(set(read_json(index)["weight_map"].values())):
             tensors.update(_load_safetensors(path / shard))
         return tensors
     if not (path / "model.safetensors").exists():
@@ -218,7 +233,7 @@ def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _read_json(file: Path) -> dict[str, Any]:
+def read_json(file: Path) -> dict[str, Any]:
     try:
         return json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -235,7 +250,7 @@ def checkpoint_config(path: str | Path, config: GPTConfig | Mapping[str, Any] | 
     config_file = path / "config.json"
     if path.is_dir() and config_file.exists():
         try:
-            return config_from_hf(_read_json(config_file))
+            return config_from_hf(read_json(config_file))
         except CheckpointError as err:
             raise CheckpointError(f"{config_file}: {err}") from None
     if path.is_dir():
@@ -297,13 +312,17 @@ def _repo(name: str) -> str:
 
 def is_cached(name: str = "gpt2", cache_dir: str | Path | None = None) -> bool:
     """Are GPT-2's `name` weights already in the Hugging Face cache? Never touches the network (chapter 8)."""
+    return hub_checkpoint_cached(_repo(name), cache_dir)
+
+
+def hub_checkpoint_cached(repo: str, cache_dir: str | Path | None = None) -> bool:
+    """Are `repo`'s ``config.json`` and ``model.safetensors`` in the Hugging Face cache? No network (chapter 8; appendix B)."""
     from huggingface_hub import try_to_load_from_cache
 
-    repo = _repo(name)
     return all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir), str) for f in FILES)
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
+def reachable(url: str, timeout: float = 3.0) -> bool:
     """Does a TCP connection to `url`'s host (or to the HTTPS proxy in front of it) open within `timeout` seconds?"""
     parts = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or url)
     try:
@@ -318,11 +337,22 @@ def download(name: str = "gpt2", cache_dir: str | Path | None = None, local_file
 
     Offline it fails in seconds (not after the hub client's retries) with what to download and where.
     """
+    repo = _repo(name)
+    return download_hub_checkpoint(repo, cache_dir, local_files_only, what_to_do=lambda reason: _what_to_do(name, repo, reason))
+
+
+def download_hub_checkpoint(
+    repo: str, cache_dir: str | Path | None, local_files_only: bool, what_to_do: Callable[[str], str]
+) -> Path:
+    """The directory of `repo`'s ``config.json`` and ``model.safetensors``: from the cache, else the hub.
+
+    Chapter 8's GPT-2 and appendix B's Llama download this way. Offline it fails in seconds (a TCP
+    connection is tried first, not the hub client's retries): `WeightsUnavailableError` with
+    ``what_to_do(reason)``, which says what to download and where.
+    """
     import huggingface_hub
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
-
-    repo = _repo(name)
 
     def fetch(offline: bool) -> Path:
         paths = [Path(huggingface_hub.hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=offline)) for f in FILES]
@@ -334,17 +364,17 @@ def download(name: str = "gpt2", cache_dir: str | Path | None = None, local_file
         pass
     if local_files_only or constants.HF_HUB_OFFLINE:
         reason = (
-            "they are not in the cache and local_files_only=True"
+            "they are not in the cache and downloads are switched off (local_files_only=True)"
             if local_files_only
-            else "they are not in the cache and HF_HUB_OFFLINE is set"
+            else "they are not in the cache and downloads are switched off (HF_HUB_OFFLINE is set)"
         )
-        raise WeightsUnavailableError(_what_to_do(name, repo, reason))
-    if not _reachable(constants.ENDPOINT):
-        raise WeightsUnavailableError(_what_to_do(name, repo, f"they are not in the cache and {constants.ENDPOINT} cannot be reached"))
+        raise WeightsUnavailableError(what_to_do(reason))
+    if not reachable(constants.ENDPOINT):
+        raise WeightsUnavailableError(what_to_do(f"they are not in the cache and {constants.ENDPOINT} cannot be reached"))
     try:
         return fetch(offline=False)
     except (OSError, HfHubHTTPError) as err:
-        raise WeightsUnavailableError(_what_to_do(name, repo, f"the download failed: {type(err).__name__}: {err}")) from err
+        raise WeightsUnavailableError(what_to_do(f"the download failed: {type(err).__name__}: {err}")) from err
 
 
 def _what_to_do(name: str, repo: str, reason: str) -> str:

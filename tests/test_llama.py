@@ -380,6 +380,6 @@ def test_downloads_fail_fast_offline(tmp_path, monkeypatch):
     assert not llama_weights.is_cached(repo, cache_dir=tmp_path)
     with pytest.raises(WeightsUnavailableError, match="downloads are switched off"):
         llama_weights.download_checkpoint(repo, cache_dir=tmp_path, local_files_only=True)
-    monkeypatch.setattr(llama_weights, "_reachable", lambda url, timeout=3.0: False)  # as offline, at once
+    monkeypatch.setattr("gptcourse.weights.reachable", lambda url, timeout=3.0: False)  # as offline, at once
     with pytest.raises(WeightsUnavailableError, match=r"cannot be reached|switched off.*\n.*hf_hub_download"):
         llama_weights.download_checkpoint(repo, cache_dir=tmp_path)
