@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from gptcourse.distributed import METRICS_FILE, choose_device_and_backend
 from gptcourse.results import DDP_RESULTS, command_line
 
 # A GPU gets GPT-2 small at its full context; a CPU the smallest GPT, so that it takes seconds.
@@ -79,11 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results", help="another file to append to")
     args = parser.parse_args(argv)
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device, _ = choose_device_and_backend(args.device or "auto")  # what the run itself will choose
+    except ValueError as err:
+        parser.error(str(err))
     if args.record and device != "cuda":
         parser.error("--record keeps GPU measurements only (appendix A runs the CPU processes itself); run it on a GPU")
-    if device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is visible here")
     defaults = GPU_RUN if device == "cuda" else CPU_RUN
     nproc = args.nproc or (torch.cuda.device_count() if device == "cuda" else 2)
     if device == "cuda" and nproc > torch.cuda.device_count():
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         finished = subprocess.run(command, env=env, text=True, timeout=900)
         if finished.returncode != 0:
             raise SystemExit(f"the run failed (exit status {finished.returncode}); its output is above")
-        metrics = json.loads((Path(out) / "metrics.json").read_text())
+        metrics = json.loads((Path(out) / METRICS_FILE).read_text())
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     row = result_row(metrics, device, command_line("benchmarks/ddp.py", argv), date)
     mfu = "no datasheet peak" if row["mfu"] == "" else f"MFU {float(row['mfu']):.1%}"

@@ -28,6 +28,14 @@ def causal_mask(num_tokens: int, device: torch.device | str | None = None) -> to
     return torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool, device=device), diagonal=1)
 
 
+def visible_keys(num_queries: int, num_keys: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(queries, keys) booleans, True where a query may look: the last `num_queries` of `num_keys` tokens, causally.
+
+    With a KV cache (chapter 8; appendix B) the new tokens are the last rows, after the cached ones.
+    """
+    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril(num_keys - num_queries)
+
+
 def _check_length(num_tokens: int, context_length: int) -> None:
     if num_tokens > context_length:
         raise ValueError(

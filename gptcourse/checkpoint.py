@@ -46,12 +46,12 @@ def has_checkpoint(directory: str | Path) -> bool:
     return checkpoint_path(directory).is_file()
 
 
-def check_writable(directory: str | Path, name: str = "directory") -> Path:
+def check_writable(directory: str | Path, name: str = "directory", alternative: str = "") -> Path:
     """Create `directory` if needed and make sure files can be written there (chapter 7).
 
     `train` calls it before its first step, so that a run whose checkpoints cannot be
     saved fails at once rather than after hours of training. `name` is the parameter
-    the error message names.
+    the error message names; `alternative`, what else the caller accepts (", or None ...").
     """
     directory = Path(directory)
     try:
@@ -61,7 +61,7 @@ def check_writable(directory: str | Path, name: str = "directory") -> Path:
     except OSError as err:
         raise ValueError(
             f"{name}={str(directory)!r} is not a directory files can be written to ({err.strerror or err}). "
-            "Choose a writable directory (it is created if missing), or None to save no checkpoints."
+            f"Choose a writable directory (it is created if missing){alternative}."
         ) from err
     return directory
 

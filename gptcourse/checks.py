@@ -59,6 +59,16 @@ def one_of(name: str, value: Any, choices: Any) -> Any:
     return value
 
 
+def heads_divide(emb_dim: int, n_heads: int) -> None:
+    """A clear error unless `n_heads` divides `emb_dim`: each head gets emb_dim // n_heads dimensions (GPT, Llama)."""
+    if emb_dim % n_heads != 0:
+        raise ValueError(
+            f"emb_dim ({emb_dim}) must be divisible by n_heads ({n_heads}): each head gets "
+            f"emb_dim // n_heads dimensions. Try emb_dim={n_heads * max(1, round(emb_dim / n_heads))} "
+            f"or an n_heads that divides {emb_dim}."
+        )
+
+
 def config_from_mapping(cls: type, config: Mapping[str, Any], required: tuple[str, ...], hint: str = "") -> Any:
     """A config dataclass `cls` from a dict: unknown keys and missing `required` ones are named.
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import config_from_mapping, finite_number, one_of, positive_int
+from .checks import config_from_mapping, finite_number, heads_divide, one_of, positive_int
 
 # The sizes a config cannot do without: a dict that leaves one out is a mistake, not a request for GPT-2 small.
 REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
@@ -33,12 +33,7 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in REQUIRED:
             positive_int(name, getattr(self, name))
-        if self.emb_dim % self.n_heads != 0:
-            raise ValueError(
-                f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}): each head gets "
-                f"emb_dim // n_heads dimensions. Try emb_dim={self.n_heads * max(1, round(self.emb_dim / self.n_heads))} "
-                f"or an n_heads that divides {self.emb_dim}."
-            )
+        heads_divide(self.emb_dim, self.n_heads)
         if finite_number("drop_rate", self.drop_rate, minimum=0.0) >= 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}.")
         if not isinstance(self.qkv_bias, bool):

@@ -51,7 +51,7 @@ from .model import GPT
 from .peaks import datasheet_peak, matmul_precision
 from .sharding import accumulation_steps, global_batch_indices, local_micro_batches, stack_windows
 from .timing import synchronize, time_calls
-from .train import TrainConfig, batch_loss, evaluate, lr_at, make_optimizer
+from .train import TrainConfig, batch_loss, evaluate, lr_at, make_optimizer, optimizer_step
 
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
@@ -238,17 +238,6 @@ def accumulate_gradients(model: nn.Module, micro_batches: Sequence[tuple[torch.T
     return global_mean(loss_sum / accum)
 
 
-def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None, grad_clip: float | None = 1.0) -> float:
-    """Clip the gradients' global norm, step, zero the gradients; return the norm before clipping (appendix A)."""
-    scaler = scaler or torch.amp.GradScaler("cpu", enabled=False)  # disabled: its calls do nothing
-    scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip is not None else math.inf)
-    scaler.step(optimizer)  # skipped if fp16 gradients overflowed
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # FSDP: a sharded norm
-
-
 # ------------------------------------------------------------------ weights and measurements
 
 
@@ -306,18 +295,18 @@ class DistributedConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        one_of("preset", self.preset, PRESETS)
+        GPTConfig.from_preset(self.preset, drop_rate=self.drop_rate)  # a known preset, a dropout in [0, 1)
         for name in ("steps", "micro_batch", "eval_batches"):
             positive_int(name, getattr(self, name))
         for name in ("grad_accum", "global_batch"):
             optional_positive_int(name, getattr(self, name))
         if non_negative_int("seed", self.seed) >= 2**31:
             raise ValueError(f"seed must be below 2**31, got {self.seed}.")
-        if finite_number("drop_rate", self.drop_rate, minimum=0.0) >= 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}.")
         for name in ("lr", "bucket_cap_mb", "timeout_s", *(["peak_tflops"] if self.peak_tflops is not None else [])):
             finite_number(name, getattr(self, name), strictly_above=0.0)
-        choose_device_and_backend(self.device, self.backend)
+        device_type, _ = choose_device_and_backend(self.device, self.backend)
+        if self.fsdp and needs_grad_scaler(autocast_dtype(torch.device(device_type))):
+            raise ValueError("--fsdp in fp16 (a GPU without native bf16) needs a sharded gradient scaler, which the course does not build: use DDP.")
 
     def grad_accum_for(self, world_size: int) -> int:
         """The accumulation steps G on `world_size` ranks: given, or what ``global_batch`` needs."""
@@ -331,10 +320,7 @@ class DistributedConfig:
 
 def _prepare(config: DistributedConfig, world_size: int) -> tuple[GPTConfig, int, GPTDataset, DataLoader]:
     """Everything that can fail on bad input, checked before any process waits for another."""
-    try:
-        check_writable(config.out, "--out")
-    except ValueError as err:
-        raise ValueError(f"--out={str(config.out)!r}: cannot write there ({err.__cause__}). Choose a writable directory.") from None
+    check_writable(config.out, "--out")
     grad_accum = config.grad_accum_for(world_size)
     model_config = GPTConfig.from_preset(config.preset, drop_rate=config.drop_rate)
     T = model_config.context_length
@@ -351,8 +337,6 @@ class _RankRun:
     def __init__(self, config: DistributedConfig, info: ProcessInfo, model_config: GPTConfig, grad_accum: int, train_set: GPTDataset, val_loader: DataLoader):
         self.config, self.info, self.train_set, self.val_loader, self.grad_accum = config, info, train_set, val_loader, grad_accum
         self.dtype = autocast_dtype(info.device)
-        if config.fsdp and needs_grad_scaler(self.dtype):
-            raise ValueError("--fsdp in fp16 (a GPU without native bf16) needs a sharded gradient scaler, which the course does not build: use DDP.")
         torch.manual_seed(config.seed)  # the same initial weights on every rank: FSDP needs it (DDP broadcasts anyway)
         model = GPT(model_config)
         self.model = shard_fsdp(model, info.device) if config.fsdp else wrap_ddp(model, info.device, config.bucket_cap_mb)
@@ -360,7 +344,7 @@ class _RankRun:
         torch.manual_seed(config.seed + 1 + info.rank)  # dropout: a different stream on every rank
         self.schedule = TrainConfig(max_steps=config.steps, lr=config.lr, min_lr=config.lr / 10, grad_accum_steps=grad_accum, sample_every=0, progress=False)
         self.optimizer = make_optimizer(unwrap(self.model), self.schedule, info.device)
-        self.scaler = torch.amp.GradScaler(info.device.type) if needs_grad_scaler(self.dtype) else None
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=needs_grad_scaler(self.dtype))  # fp16 only
         self.global_batch = config.micro_batch * grad_accum * info.world_size
 
     def validation_loss(self) -> float:

@@ -19,7 +19,7 @@ kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCou
 (torch 2.13) has no formula: it counts **0** FLOPs for attention, forward and backward.
 `flop_counter_flops(..., count_cpu_sdpa=True)` registers one, and the counts agree again.
 
-Every function here also takes appendix B's `gptcourse.llama.LlamaConfig` (or a
+Every function here but `attention_crossover` (GPT's formula) also takes appendix B's `gptcourse.llama.LlamaConfig` (or a
 ``gptcourse.llama.Llama``): `count_flops` then returns a `LlamaFlopCount`, whose components
 name grouped-query attention's smaller key/value projections and SwiGLU's three matrices.
 RoPE, RMSNorm and SwiGLU's gating are elementwise: like GELU and layer norm, not counted.

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import visible_keys
 from .checks import positive_int
 
 
@@ -76,6 +77,6 @@ def _cached_attention(att: nn.Module, x: torch.Tensor, cache: KVCache, layer: in
     num_keys = k.shape[-2]
     # New token i is token num_keys - num_tokens + i of the text: it sees the keys up to itself. is_causal=True
     # would align the mask top-left (query 0 seeing key 0 only), so it is given explicitly; one new token sees all.
-    visible = None if num_tokens == 1 else torch.ones(num_tokens, num_keys, dtype=torch.bool, device=x.device).tril(num_keys - num_tokens)
+    visible = None if num_tokens == 1 else visible_keys(num_tokens, num_keys, x.device)
     context = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)  # (B, nh, T, hd)
     return att.out_proj(context.transpose(1, 2).reshape(b, num_tokens, att.d_out))  # (B, T, d)

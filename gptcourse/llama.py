@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import llama_weights
-from .checks import config_from_mapping, finite_number, one_of, positive_int
+from .attention import visible_keys
+from .checks import config_from_mapping, finite_number, heads_divide, one_of, positive_int
 from .config import ALIASES as GPT_ALIASES
 from .config import PRESETS as GPT_PRESETS
 from .config import GPTConfig
@@ -59,12 +60,7 @@ class LlamaConfig:
     def __post_init__(self) -> None:
         for name in REQUIRED:
             positive_int(name, getattr(self, name))
-        if self.emb_dim % self.n_heads != 0:
-            raise ValueError(
-                f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}): each head gets "
-                f"emb_dim // n_heads dimensions. Try emb_dim={self.n_heads * max(1, round(self.emb_dim / self.n_heads))} "
-                f"or an n_heads that divides {self.emb_dim}."
-            )
+        heads_divide(self.emb_dim, self.n_heads)
         if self.n_heads % self.n_kv_groups != 0:
             divisors = [k for k in range(1, self.n_heads + 1) if self.n_heads % k == 0]
             raise ValueError(
@@ -205,11 +201,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 # scaled_dot_product_attention shares key/value heads itself from torch 2.5 (enable_gqa).
 _SDPA_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
-
-
-def visible_keys(num_queries: int, num_keys: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """(queries, keys) booleans, True where a query may look: the last `num_queries` of `num_keys` tokens, causally."""
-    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril(num_keys - num_queries)
 
 
 class GroupedQueryAttention(nn.Module):

@@ -16,15 +16,22 @@ imports it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from .weights import FILES, CheckpointError, check_complete, download_hub_checkpoint, hub_checkpoint_cached, read_json, tie_head
+from .weights import (
+    FILES,
+    CheckpointError,
+    check_complete,
+    download_hub_checkpoint,
+    hub_checkpoint_cached,
+    read_json,
+    tie_head,
+    write_hf_checkpoint,
+)
 
 # Hugging Face's names, and ours ("{i}": every block). One table, read both ways.
 LAYOUT: dict[str, str] = {
@@ -182,12 +189,7 @@ def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
     both read it.
     """
     cfg = model.config
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg), indent=2))
-    tensors = ours_to_hf(model.state_dict(), cfg.n_layers, cfg.tie_embeddings)
-    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
-    return directory
+    return write_hf_checkpoint(directory, config_to_hf(cfg), ours_to_hf(model.state_dict(), cfg.n_layers, cfg.tie_embeddings))
 
 
 def is_cached(repo: str, cache_dir: str | Path | None = None) -> bool:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import non_negative_int, one_of, positive_int
+from .checks import finite_number, non_negative_int, one_of, positive_int
 from .data import GPTDataset
 
 # ------------------------------------------------------------------ which rank reads what
@@ -156,8 +156,7 @@ def ring_all_reduce_bytes(num_bytes: float, world_size: int) -> float:
     summed chunks go round the ring. Each step sends num_bytes/N, so each rank sends
     ``2·(N−1)/N · num_bytes``. One rank sends nothing.
     """
-    if isinstance(num_bytes, bool) or not isinstance(num_bytes, (int, float)) or num_bytes < 0:
-        raise ValueError(f"num_bytes must be a number of bytes >= 0, got {num_bytes!r}.")
+    num_bytes = finite_number("num_bytes", num_bytes, minimum=0)
     n = positive_int("world_size", world_size)
     return 2 * (n - 1) / n * num_bytes
 

@@ -144,6 +144,21 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device |
     return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas, fused=fused or None)
 
 
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, grad_clip: float | None) -> float:
+    """Clip the gradients' global norm, step, zero the gradients; return the norm before clipping (chapter 7).
+
+    With fp16's `scaler` the gradients are unscaled first, so that the true gradients are
+    clipped and reported; the step is skipped if they overflowed (the scale then shrinks).
+    A disabled scaler (fp32, bf16) does nothing. Appendix A's data-parallel step ends the same way.
+    """
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip is not None else math.inf)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # FSDP: a sharded norm, made whole
+
+
 def cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The language-modelling loss: mean cross-entropy of every next-token prediction.
 
@@ -296,7 +311,7 @@ def train(
             "one, give the checkpoint_dir it saved to."
         )
     if cfg.checkpoint_dir is not None:  # now, not after the last step
-        check_writable(cfg.checkpoint_dir, "TrainConfig.checkpoint_dir")
+        check_writable(cfg.checkpoint_dir, "TrainConfig.checkpoint_dir", alternative=", or None to save no checkpoints")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     dtype = cfg.dtype or autocast_dtype(device)
@@ -352,16 +367,11 @@ def train(
                 step_loss += loss.detach() / cfg.grad_accum_steps
                 timed_tokens += targets.numel()
                 tokens_seen += targets.numel()
-            scaler.unscale_(optimizer)  # clip (and report) the true gradients, not fp16's scaled ones
-            max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            scaler.step(optimizer)  # skipped if fp16 gradients overflowed; the scale then shrinks
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = optimizer_step(model, optimizer, scaler, cfg.grad_clip)
 
             done = step + 1
             history.step_loss.append(step_loss.item())
-            history.grad_norm.append(grad_norm.item())
+            history.grad_norm.append(grad_norm)
             tokens_per_second = timed_tokens / (time.perf_counter() - timer)
             bar.set_postfix(loss=f"{history.step_loss[-1]:.3f}", tok_s=f"{tokens_per_second:,.0f}", refresh=False)
             bar.update(1)

@@ -294,11 +294,15 @@ def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
 
     ``GPT.from_hf_checkpoint`` and ``transformers.GPT2LMHeadModel.from_pretrained`` both read it.
     """
-    hf_config = config_to_hf(model.config)
+    return write_hf_checkpoint(directory, config_to_hf(model.config), ours_to_hf(model.state_dict(), model.config.n_layers))
+
+
+def write_hf_checkpoint(directory: str | Path, hf_config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
+    """``config.json`` and ``model.safetensors`` in `directory` (created if missing), as the hub lays them out."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(hf_config, indent=2))
-    save_file(ours_to_hf(model.state_dict(), model.config.n_layers), directory / "model.safetensors", metadata={"format": "pt"})
+    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
     return directory
 
 
