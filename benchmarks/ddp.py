@@ -14,7 +14,6 @@ A benchmark prints figures: it passes or fails nothing.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -23,9 +22,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+from recording import command_line, record, stamp  # benchmarks/, beside this file
 
 from gptcourse.distributed import METRICS_FILE, choose_device_and_backend
-from gptcourse.results import DDP_RESULTS, command_line
+from gptcourse.results import DDP_RESULTS
 
 # A GPU gets GPT-2 small at its full context; a CPU the smallest GPT, so that it takes seconds.
 GPU_RUN = {"preset": "gpt2-small", "micro_batch": 8, "grad_accum": 1, "steps": 20}
@@ -41,16 +41,11 @@ def torchrun_command(nproc: int, device: str, preset: str, micro_batch: int, gra
     ]  # fmt: skip
 
 
-def device_name(device: str) -> str:
-    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-
-
-def result_row(metrics: dict, device: str, command: str, date: str) -> dict:
-    """The row `DDP_RESULTS` keeps of one run's metrics.json."""
+def result_row(metrics: dict, device: str, command: str) -> dict:
+    """The row `DDP_RESULTS` keeps of one run's metrics.json, stamped."""
     peak = metrics["peak_flops_per_device"]
     return {
-        "date": date,
-        "device": device_name(device),
+        **stamp(torch.device(device), command),
         "world_size": metrics["world_size"],
         "kind": metrics["kind"],
         "backend": metrics["backend"],
@@ -62,8 +57,7 @@ def result_row(metrics: dict, device: str, command: str, date: str) -> dict:
         "tokens_per_second": round(metrics["tokens_per_second"]),
         "mfu": "" if metrics["mfu"] is None else round(metrics["mfu"], 4),
         "peak_tflops": "" if peak is None else round(peak / 1e12, 1),
-        "torch": metrics["torch"],
-        "command": command,
+        "torch": metrics["torch"],  # the run's own
     }
 
 
@@ -98,12 +92,11 @@ def main(argv: list[str] | None = None) -> dict:
         if finished.returncode != 0:
             raise SystemExit(f"the run failed (exit status {finished.returncode}); its output is above")
         metrics = json.loads((Path(out) / METRICS_FILE).read_text())
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    row = result_row(metrics, device, command_line("benchmarks/ddp.py", argv), date)
+    row = result_row(metrics, device, command_line("benchmarks/ddp.py", argv))
     mfu = "no datasheet peak" if row["mfu"] == "" else f"MFU {float(row['mfu']):.1%}"
     print(f"\n{row['kind']} on {row['world_size']} × {row['device']} ({row['precision']}): {row['tokens_per_second']:,} tokens/s, {mfu}")
     if args.record or args.results:
-        print(f"recorded in {DDP_RESULTS.record(row, args.results)}")
+        print(f"recorded in {record(DDP_RESULTS, [row], args.results)}")
     return row
 
 

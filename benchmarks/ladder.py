@@ -19,12 +19,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from recording import command_line, record, stamp  # benchmarks/, beside this file
 
 from gptcourse import GPTConfig
-from gptcourse.device import get_device
-from gptcourse.gpu_budget import GIB, memory_cap
-from gptcourse.ladder import LADDER, default_workload, record_ladder, run_ladder
-from gptcourse.results import LADDER_RESULTS, command_line
+from gptcourse.device import GIB, get_device, memory_cap
+from gptcourse.ladder import LADDER, RungResult, default_workload, run_ladder
+from gptcourse.results import LADDER_RESULTS
+
+
+def ladder_rows(results: list[RungResult], command: str, memory_cap_gib: float | None = None) -> list[dict[str, Any]]:
+    """The rows of `LADDER_RESULTS` for one climb of the ladder, one per rung, each stamped."""
+    rows = []
+    for r in results:
+        cfg = r.setup.config
+        rows.append(
+            {
+                **stamp(r.device, command),
+                "memory_cap_gib": "" if memory_cap_gib is None else memory_cap_gib,
+                "config": f"L{cfg.n_layers} h{cfg.n_heads} d{cfg.emb_dim} V{cfg.vocab_size}",
+                "rung": r.rung,
+                "status": r.status,
+                "precision": r.precision or "",
+                "batch_size": r.setup.batch_size,
+                "seq_len": r.setup.seq_len,
+                "tokens_per_second": "" if r.tokens_per_second is None else round(r.tokens_per_second, 1),
+                "mfu_datasheet": "" if r.mfu_datasheet is None else round(r.mfu_datasheet, 4),
+                "mfu_measured": "" if r.mfu_measured is None else round(r.mfu_measured, 4),
+                "peak_memory_gib": "" if r.peak_memory is None else round(r.peak_memory / GIB, 3),
+                "estimated_memory_gib": round(r.estimated_memory / GIB, 3),
+                "note": r.note,
+            }
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     if args.record or args.results:
         cap = memory_cap()
-        command = command_line("benchmarks/ladder.py", argv)
-        path = record_ladder(results, command, memory_cap_gib=None if cap is None else round(cap / GIB, 2), path=args.results)
+        rows = ladder_rows(results, command_line("benchmarks/ladder.py", argv), None if cap is None else round(cap / GIB, 2))
+        path = record(LADDER_RESULTS, rows, args.results)
         print(f"recorded in {path}" + ("" if cap is None else f" (capped to {cap / GIB:g} GiB)"))
 
 

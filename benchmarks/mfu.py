@@ -9,7 +9,7 @@
 
 Every model trains with the same step on the same batch: forward, the same loss
 (gptcourse.train.cross_entropy_loss), backward, AdamW (gptcourse.timing.make_train_step).
-The models run in rounds whose order rotates every round (gptcourse.peers.compare): the
+The models run in rounds whose order rotates every round (gptcourse.timing.compare): the
 model timed right after another can read a few percent slower, so the ratio of speeds is
 taken per round and the median over rounds reported. On a GPU each model's peak memory is
 then measured alone (`peak_memory_alone`: the others wait on the CPU), so that it never
@@ -25,19 +25,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import gc
 import sys
 from collections.abc import Iterator, Mapping
 
 import torch
+from peers import hf_gpt2, nanogpt_gpt  # benchmarks/, beside this file
+from recording import command_line, record, stamp
 
 from gptcourse import GPT, GPTConfig
-from gptcourse.device import autocast_dtype, get_device
+from gptcourse.device import GIB, autocast_dtype, device_name, get_device
 from gptcourse.mfu import TrainingMeasurement
-from gptcourse.peers import Comparison, compare, hf_gpt2, nanogpt_gpt
-from gptcourse.results import RESULTS_FILE, command_line, record_result
-from gptcourse.timing import make_train_step, time_calls
+from gptcourse.results import MFU_RESULTS
+from gptcourse.timing import Comparison, compare, make_train_step, time_calls
 
 OURS, HF, NANOGPT = "gptcourse GPT", "transformers GPT-2", "nanoGPT"
 # (config, batch size): sized so that a CPU gives figures in seconds. The second pads the
@@ -142,7 +142,7 @@ def run(cfg: GPTConfig, batch: int, args: argparse.Namespace, device: torch.devi
         for name, model in models.items()
     }
     for name, m in measurements.items():
-        memory = "" if m.peak_memory is None else f", peak memory {m.peak_memory / 2**30:.2f} GiB (alone)"
+        memory = "" if m.peak_memory is None else f", peak memory {m.peak_memory / GIB:.2f} GiB (alone)"
         print(
             f"  {name:26} {result.tokens_per_second(name):>10,.0f} tokens/s (spread {m.spread:.0%}), "
             f"MFU {m.mfu:.1%} of {m.peak_flops / 1e12:.3g} TFLOP/s ({m.peak_source}, {m.precision}){memory}"
@@ -153,30 +153,26 @@ def run(cfg: GPTConfig, batch: int, args: argparse.Namespace, device: torch.devi
     return result, measurements
 
 
-def record(measurements: dict[str, TrainingMeasurement], name: str, cfg: GPTConfig, args: argparse.Namespace, argv: list[str]) -> None:
+def result_rows(measurements: dict[str, TrainingMeasurement], name: str, cfg: GPTConfig, args: argparse.Namespace, argv: list[str]) -> list[dict]:
+    """The rows of `MFU_RESULTS` for one configuration, one per model, each stamped."""
     command = command_line("benchmarks/mfu.py", argv)
-    for model, m in measurements.items():
-        path = record_result(
-            {
-                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-                "device": m.device,
-                "model": model,
-                "precision": m.precision,
-                "batch_size": m.batch_size,
-                "seq_len": m.seq_len,
-                "config": f"{name}: {describe(cfg)}",
-                "attention": args.attention if model == OURS else "sdpa",
-                "compiled": args.compile,
-                "tokens_per_second": round(m.tokens_per_second, 1),
-                "mfu": round(m.mfu, 4),
-                "peak_tflops": m.peak_flops / 1e12,
-                "peak_memory_gib": "" if m.peak_memory is None else round(m.peak_memory / 2**30, 3),
-                "torch": torch.__version__,
-                "command": command,
-            },
-            args.results,
-        )
-    print(f"  recorded in {path}")
+    return [
+        {
+            **stamp(m.device, command),
+            "model": model,
+            "precision": m.precision,
+            "batch_size": m.batch_size,
+            "seq_len": m.seq_len,
+            "config": f"{name}: {describe(cfg)}",
+            "attention": args.attention if model == OURS else "sdpa",
+            "compiled": args.compile,
+            "tokens_per_second": round(m.tokens_per_second, 1),
+            "mfu": round(m.mfu, 4),
+            "peak_tflops": m.peak_flops / 1e12,
+            "peak_memory_gib": "" if m.peak_memory is None else round(m.peak_memory / GIB, 3),
+        }
+        for model, m in measurements.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,19 +200,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak", type=float, help="peak FLOP/s for MFU (a GPU not in gptcourse.peaks.PEAKS)")
     parser.add_argument("--measure-peak", action="store_true", help="also measure the matmul peak on a GPU")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--record", action="store_true", help=f"append the results to {RESULTS_FILE} (GPU runs only)")
+    parser.add_argument("--record", action="store_true", help=f"append the results to {MFU_RESULTS.path} (GPU runs only)")
     parser.add_argument("--results", help="another file to append to")
     args = parser.parse_args(argv)
 
     device = get_device(args.device)
     if args.record and device.type != "cuda":
         parser.error("--record keeps GPU measurements only (chapter 10 measures the CPU itself); run it on a GPU")
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    where = device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"device {device} ({where}), torch {torch.__version__}")
     for name, (cfg, batch) in configurations(args).items():
         _, measurements = run(cfg, batch, args, device)
         if args.record or args.results:
-            record(measurements, name, cfg, args, argv)
+            print(f"  recorded in {record(MFU_RESULTS, result_rows(measurements, name, cfg, args, argv), args.results)}")
 
 
 if __name__ == "__main__":

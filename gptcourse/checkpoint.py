@@ -1,19 +1,10 @@
-"""Checkpoints (chapter 7): a training run saved as one unit, so that a crash never loses it.
+"""Checkpoints: a training run saved as one unit, so a crash never loses it (chapter 7).
 
     save_checkpoint("runs/nano", model, optimizer, scaler, state={"step": 100})
     state = load_checkpoint("runs/nano", model, optimizer, scaler)   # {"step": 100}
 
-A checkpoint is one file, ``checkpoint.pt``, holding all a run needs to go on: the
-weights, the optimizer's running averages, the gradient scaler and the trainer's own
-`state` (step, history, position in the data, random state). One file, because two files
-saved one after the other can be caught half-way, with the new weights beside the old
-optimizer state. It is written under a temporary name, flushed to the disk and renamed
-over the previous one (`gptcourse.files.write_atomically`): killed at any moment, the
-directory holds the old checkpoint or the new one. A temporary file that a kill left
-behind is removed by the next save.
-
-It holds only tensors, numbers, strings, and lists, tuples and dicts of them, so it loads
-with ``torch.load(weights_only=True)``: nothing in it can run code.
+One file, written atomically (two could be caught half-way), of tensors, numbers,
+strings and containers of them: ``torch.load(weights_only=True)`` runs no code.
 """
 
 from __future__ import annotations
@@ -27,13 +18,21 @@ import torch
 from torch import nn
 
 from .files import temporary_pattern, write_atomically
-from .weights import CheckpointError  # one error for a checkpoint file that cannot be used, ours or GPT-2's
+from .weights import CheckpointError  # one error for an unusable file, ours or GPT-2's
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = "gptcourse-checkpoint-1"  # so that any other .pt file is recognised as not ours
+FORMAT = "gptcourse-checkpoint-1"  # so that any other .pt file is known not to be ours
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
-__all__ = ["CHECKPOINT_FILE", "CheckpointError", "check_writable", "checkpoint_path", "has_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CheckpointError",
+    "check_writable",
+    "checkpoint_path",
+    "has_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 
 def checkpoint_path(directory: str | Path) -> Path:
@@ -42,16 +41,18 @@ def checkpoint_path(directory: str | Path) -> Path:
 
 
 def has_checkpoint(directory: str | Path) -> bool:
-    """True if `directory` holds a checkpoint (readable or not: `load_checkpoint` tells) (chapter 7)."""
+    """True if `directory` holds a checkpoint, readable or not (chapter 7)."""
     return checkpoint_path(directory).is_file()
 
 
-def check_writable(directory: str | Path, name: str = "directory", alternative: str = "") -> Path:
-    """Create `directory` if needed and make sure files can be written there (chapter 7).
+def check_writable(
+    directory: str | Path, name: str = "directory", alternative: str = ""
+) -> Path:
+    """Create `directory` if needed; make sure files can be written there (chapter 7).
 
-    `train` calls it before its first step, so that a run whose checkpoints cannot be
-    saved fails at once rather than after hours of training. `name` is the parameter
-    the error message names; `alternative`, what else the caller accepts (", or None ...").
+    `train` calls it before its first step, so that a run that cannot save fails at
+    once, not after hours. `name` is the parameter the error names; `alternative`,
+    what else the caller accepts (", or None ...").
     """
     directory = Path(directory)
     try:
@@ -60,14 +61,15 @@ def check_writable(directory: str | Path, name: str = "directory", alternative: 
             pass
     except OSError as err:
         raise ValueError(
-            f"{name}={str(directory)!r} is not a directory files can be written to ({err.strerror or err}). "
+            f"{name}={str(directory)!r} is not a directory files can be written to "
+            f"({err.strerror or err}). "
             f"Choose a writable directory (it is created if missing){alternative}."
         ) from err
     return directory
 
 
 def _check_plain(value: Any, where: str) -> None:
-    """Raise unless `value` is made of what ``torch.load(weights_only=True)`` reads back."""
+    """Raise unless ``torch.load(weights_only=True)`` can read `value` back."""
     if isinstance(value, dict):
         for key, item in value.items():
             _check_plain(key, f"{where} key {key!r}")
@@ -77,8 +79,9 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(item, f"{where}[{i}]")
     elif not isinstance(value, _PLAIN):
         raise TypeError(
-            f"{where} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, strings, "
-            "and lists, tuples and dicts of them (so that it loads without running code). Convert it first."
+            f"{where} is a {type(value).__name__}: a checkpoint holds only tensors, "
+            "numbers, strings, and lists, tuples and dicts of them (so that it loads "
+            "without running code). Convert it first."
         )
 
 
@@ -89,19 +92,18 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     state: dict[str, Any] | None = None,
 ) -> Path:
-    """Save the model's weights, the optimizer's and scaler's states and `state` as one file.
+    """Save the weights, the optimizer's and scaler's states and `state` as one file.
 
-    Returns the file's path, ``directory/checkpoint.pt``, replaced in one atomic step.
-    The tied output head shares the token embedding's tensor: it is stored once.
-    Defined in chapter 7.
+    Returns ``directory/checkpoint.pt``, replaced in one atomic step. The tied output
+    head shares the token embedding's tensor: it is stored once. Defined in chapter 7.
     """
     state = {} if state is None else state
     _check_plain(state, "state")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory)
-    for stale in directory.glob(temporary_pattern(path)):  # left by a save that was killed
-        stale.unlink(missing_ok=True)
+    for stale in directory.glob(temporary_pattern(path)):
+        stale.unlink(missing_ok=True)  # left by a save that was killed
     checkpoint = {
         "format": FORMAT,
         "model": model.state_dict(),
@@ -113,7 +115,7 @@ def save_checkpoint(
 
 
 def _unreadable(path: Path, err: Exception) -> CheckpointError:
-    """The error for a file torch.load refuses, saying why in words (and never to unpickle it)."""
+    """The error for a file torch.load refuses: says why, never advises unpickling."""
     size = path.stat().st_size
     with path.open("rb") as f:
         magic = f.read(4)
@@ -122,14 +124,17 @@ def _unreadable(path: Path, err: Exception) -> CheckpointError:
     elif magic != b"PK\x03\x04":  # torch.save writes a zip archive
         why = "it is not a file written by torch.save"
     elif "weights_only" in str(err) or "Unpickl" in type(err).__name__:
-        why = "it holds Python objects other than tensors and numbers, which could run code when loaded"
+        why = (
+            "it holds Python objects other than tensors and numbers, "
+            "which could run code when loaded"
+        )
     else:  # the zip archive lost its end: a copy or a save cut short
         first_sentence = re.split(r"(?<=\.) ", str(err), maxsplit=1)[0]
         why = f"it is truncated or damaged ({first_sentence})"
     return CheckpointError(
-        f"Cannot read the checkpoint {path} ({size:,} bytes): {why}. Resume from another copy, "
-        "or train from the start. A checkpoint written by gptcourse is replaced in one step, so "
-        "a crash during a save does not do this."
+        f"Cannot read the checkpoint {path} ({size:,} bytes): {why}. "
+        "Resume from another copy, or train from the start. A checkpoint written by "
+        "gptcourse is replaced in one step, so a crash during a save does not do this."
     )
 
 
@@ -139,33 +144,46 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any]:
-    """Load a checkpoint's weights into `model` (and states into `optimizer`, `scaler`); return its `state`.
+    """Load a checkpoint into `model`, `optimizer` and `scaler`; return its `state`.
 
-    The file is read with ``torch.load(weights_only=True)`` only. A missing, empty,
-    truncated or foreign file, or one that does not fit the model, is a clear error that
-    names the file. Defined in chapter 7.
+    Read with ``torch.load(weights_only=True)`` only. A missing, empty, truncated or
+    foreign file, or one that does not fit the model, is a clear error that names the
+    file. Defined in chapter 7.
     """
     path = checkpoint_path(directory)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint in {directory}: {path} does not exist.")
     try:
-        # The optimizer moves its state to the parameters' device itself; random states must stay on the CPU.
+        # The optimizer moves its state to the parameters' device itself; random
+        # states must stay on the CPU.
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # every way a file can be unreadable gets the same kind of clear error
-        raise _unreadable(path, err) from None  # torch's message would advise weights_only=False
+    except Exception as err:  # every way a file can be unreadable: one kind of error
+        # torch's message would advise weights_only=False
+        raise _unreadable(path, err) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a PyTorch file but not a checkpoint saved by gptcourse.checkpoint.save_checkpoint.")
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a checkpoint saved by "
+            "gptcourse.checkpoint.save_checkpoint."
+        )
     for part, target in (("optimizer", optimizer), ("scaler", scaler)):
         if target is not None and checkpoint[part] is None:
-            raise CheckpointError(f"{path} holds no {part} state, but an {part} was given to load it into.")
+            raise CheckpointError(
+                f"{path} holds no {part} state, "
+                f"but an {part} was given to load it into."
+            )
     try:
-        model.load_state_dict(checkpoint["model"])  # strict: a missing or misshapen tensor is named
+        model.load_state_dict(checkpoint["model"])  # strict: a bad tensor is named
         if optimizer is not None:
             optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
-        lines = str(err).splitlines()  # torch lists every mismatched tensor: the first few say enough
+        # torch lists every mismatched tensor: the first few say enough
+        lines = str(err).splitlines()
         more = f"\n\t... and {len(lines) - 4} more" if len(lines) > 4 else ""
-        raise CheckpointError(f"{path} does not fit the model or optimizer given: " + "\n".join(lines[:4]) + more) from err
+        raise CheckpointError(
+            f"{path} does not fit the model or optimizer given: "
+            + "\n".join(lines[:4])
+            + more
+        ) from err
     if scaler is not None:
         scaler.load_state_dict(checkpoint["scaler"])
     return checkpoint["state"]

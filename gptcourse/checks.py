@@ -16,7 +16,9 @@ from typing import Any
 def positive_int(name: str, value: Any) -> int:
     """`value` if it is an int > 0 (a bool is not an int here), else a clear error."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"{name} must be a positive int, got {value!r} ({type(value).__name__})."
+        )
     if value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value}.")
     return value
@@ -30,19 +32,29 @@ def optional_positive_int(name: str, value: Any) -> int | None:
 def non_negative_int(name: str, value: Any) -> int:
     """`value` if it is an int >= 0."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 0, got {value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"{name} must be an int >= 0, got {value!r} ({type(value).__name__})."
+        )
     if value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value}.")
     return value
 
 
-def finite_number(name: str, value: Any, *, minimum: float | None = None, strictly_above: float | None = None) -> float:
-    """`value` as a float if it is a finite real number within the bounds, else a clear error.
+def finite_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    strictly_above: float | None = None,
+) -> float:
+    """`value` as a float if it is a finite real number within the bounds.
 
     ``minimum`` is inclusive (``value >= minimum``); ``strictly_above`` is exclusive.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"{name} must be a number, got {value!r} ({type(value).__name__})."
+        )
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}.")
     if minimum is not None and value < minimum:
@@ -55,34 +67,41 @@ def finite_number(name: str, value: Any, *, minimum: float | None = None, strict
 def one_of(name: str, value: Any, choices: Any) -> Any:
     """`value` if it is one of `choices` (a dict's keys or any collection)."""
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(map(repr, choices))}.")
+        options = ", ".join(map(repr, choices))
+        raise ValueError(f"Unknown {name} {value!r}; choose one of: {options}.")
     return value
 
 
 def heads_divide(emb_dim: int, n_heads: int) -> None:
-    """A clear error unless `n_heads` divides `emb_dim`: each head gets emb_dim // n_heads dimensions (GPT, Llama)."""
+    """A clear error unless `n_heads` divides `emb_dim` (GPT, Llama)."""
     if emb_dim % n_heads != 0:
+        nearest = n_heads * max(1, round(emb_dim / n_heads))
         raise ValueError(
-            f"emb_dim ({emb_dim}) must be divisible by n_heads ({n_heads}): each head gets "
-            f"emb_dim // n_heads dimensions. Try emb_dim={n_heads * max(1, round(emb_dim / n_heads))} "
+            f"emb_dim ({emb_dim}) must be divisible by n_heads ({n_heads}): each head "
+            f"gets emb_dim // n_heads dimensions. Try emb_dim={nearest} "
             f"or an n_heads that divides {emb_dim}."
         )
 
 
-def config_from_mapping(cls: type, config: Mapping[str, Any], required: tuple[str, ...], hint: str = "") -> Any:
-    """A config dataclass `cls` from a dict: unknown keys and missing `required` ones are named.
+def config_from_mapping(
+    cls: type, config: Mapping[str, Any], required: tuple[str, ...], hint: str = ""
+) -> Any:
+    """A config dataclass `cls` from a dict, naming unknown and missing keys.
 
     `GPTConfig.coerce` and `LlamaConfig.coerce` build their configs from dicts this way.
     """
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(config) - set(known))
     if unknown:
-        raise ValueError(f"Unknown config key(s) {unknown}; a {cls.__name__} has: {known}.")
+        raise ValueError(
+            f"Unknown config key(s) {unknown}; a {cls.__name__} has: {known}."
+        )
     missing = [name for name in required if name not in config]
     if missing:
         optional = ", ".join(name for name in known if name not in required)
         raise ValueError(
-            f"The config is missing {', '.join(missing)}: a config dict must give all of {', '.join(required)} "
-            f"({optional} are optional).{' ' + hint if hint else ''}"
+            f"The config is missing {', '.join(missing)}: a config dict must give all "
+            f"of {', '.join(required)} ({optional} are optional)."
+            f"{' ' + hint if hint else ''}"
         )
     return cls(**config)

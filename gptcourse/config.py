@@ -1,4 +1,4 @@
-"""Model configuration: `GPTConfig`, GPT-2's four sizes, and small sizes for a CPU (chapter 6)."""
+"""Model configuration: `GPTConfig`, GPT-2's four sizes, small CPU sizes (chapter 6)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import config_from_mapping, finite_number, heads_divide, one_of, positive_int
+from .checks import (
+    config_from_mapping,
+    finite_number,
+    heads_divide,
+    one_of,
+    positive_int,
+)
 
-# The sizes a config cannot do without: a dict that leaves one out is a mistake, not a request for GPT-2 small.
+# The sizes a config cannot do without: a dict that leaves one out is a mistake,
+# not a request for GPT-2 small.
 REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers")
 
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """The shape of a GPT-2-style model (chapter 6).
+    """The shape of a GPT-2-style model; the defaults are GPT-2 small, 124M (chapter 6).
 
-    The defaults are GPT-2 small (124M parameters). Every field is checked when the
-    config is made, so a bad size fails here with a clear message rather than deep
-    inside a matrix multiplication.
+    Every field is checked when the config is made, so a bad size fails here rather
+    than deep inside a matrix multiplication.
     """
 
-    vocab_size: int = 50257  # GPT-2's byte-pair vocabulary: 50,000 merges + 256 bytes + <|endoftext|>
+    vocab_size: int = 50257  # GPT-2's BPE: 50,000 merges + 256 bytes + <|endoftext|>
     context_length: int = 1024  # the longest sequence the position embeddings cover
     emb_dim: int = 768  # the width d of every token's vector
     n_heads: int = 12  # attention heads; each sees emb_dim // n_heads dimensions
     n_layers: int = 12  # transformer blocks
-    drop_rate: float = 0.0  # dropout probability; 0.1 when pretraining GPT-2, 0 to fine-tune or measure
+    drop_rate: float = 0.0  # 0.1 when pretraining GPT-2, 0 to fine-tune or measure
     qkv_bias: bool = True  # GPT-2 has biases on the query/key/value projections
 
     def __post_init__(self) -> None:
@@ -46,30 +52,39 @@ class GPTConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
-        """A named size, e.g. ``GPTConfig.from_preset("gpt2-small", drop_rate=0.1)`` (chapter 6)."""
+        """A preset, e.g. ``from_preset("gpt2-small", drop_rate=0.1)`` (chapter 6)."""
         return dataclasses.replace(PRESETS[preset_name(name)], **overrides)
 
     @classmethod
     def coerce(cls, config: GPTConfig | Mapping[str, Any] | str) -> GPTConfig:
-        """A `GPTConfig` from a `GPTConfig`, a preset name, or a dict with the same keys (chapter 6).
+        """A `GPTConfig` from a `GPTConfig`, a preset name or a dict (chapter 6).
 
-        A dict must give the five sizes (`REQUIRED`); ``drop_rate`` and ``qkv_bias`` may be left out.
+        A dict must give the five sizes (`REQUIRED`); ``drop_rate`` and ``qkv_bias``
+        may be left out.
         """
         if isinstance(config, GPTConfig):
             return config
         if isinstance(config, str):
             return cls.from_preset(config)
         if isinstance(config, Mapping):
-            return config_from_mapping(cls, config, REQUIRED, hint="For GPT-2 small, use GPTConfig.from_preset('gpt2-small').")
-        raise TypeError(f"config must be a GPTConfig, a preset name or a dict, got {type(config).__name__}.")
+            return config_from_mapping(
+                cls,
+                config,
+                REQUIRED,
+                hint="For GPT-2 small, use GPTConfig.from_preset('gpt2-small').",
+            )
+        raise TypeError(
+            "config must be a GPTConfig, a preset name or a dict, "
+            f"got {type(config).__name__}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict, the original course's config style (chapter 6)."""
+        """The fields as a plain dict, the original course's style (chapter 6)."""
         return dataclasses.asdict(self)
 
 
 PRESETS: dict[str, GPTConfig] = {
-    # GPT-2's released sizes (Radford et al., 2019). Input and output embeddings are tied.
+    # GPT-2's released sizes (Radford et al., 2019); input and output embeddings tied.
     "gpt2-small": GPTConfig(emb_dim=768, n_heads=12, n_layers=12),  # 124M
     "gpt2-medium": GPTConfig(emb_dim=1024, n_heads=16, n_layers=24),  # 355M
     "gpt2-large": GPTConfig(emb_dim=1280, n_heads=20, n_layers=36),  # 774M
@@ -81,11 +96,12 @@ PRESETS: dict[str, GPTConfig] = {
     "gpt-mini": GPTConfig(context_length=128, emb_dim=256, n_heads=4, n_layers=4),
 }
 
-# Other names for the presets. Hugging Face calls GPT-2 small plain "gpt2"; the other sizes share our names.
+# Other names for the presets. Hugging Face calls GPT-2 small plain "gpt2"; the other
+# sizes share our names.
 ALIASES: dict[str, str] = {"gpt2": "gpt2-small"}
 
 
 def preset_name(name: str) -> str:
-    """The `PRESETS` key `name` stands for: itself, or what `ALIASES` maps it to (chapter 6)."""
+    """The `PRESETS` key for `name`, which may be one of `ALIASES` (chapter 6)."""
     name = ALIASES.get(name, name)
     return one_of("preset", name, [*PRESETS, *ALIASES])

@@ -1,14 +1,9 @@
 """Text corpora and the sliding-window dataset a GPT trains on (chapter 1).
 
-Two corpora:
-
-* ``python_docs`` — the prose of the Python Language Reference, which every Python
-  installation ships (``pydoc_data.topics``, what ``help("if")`` prints). About 465,000
-  characters of real English, there offline, on every machine, with nothing to download.
-* ``tiny_shakespeare`` — Karpathy's 1.1 MB of Shakespeare, downloaded once, checked
-  against its sha256 and cached. Offline, it fails with a message saying what to do.
-  Processes that download it at the same time each write their own temporary file and
-  rename it into place, so none of them sees another's half-written file.
+* ``python_docs``: the Python Language Reference's prose (``pydoc_data.topics``, what
+  ``help("if")`` prints), about 465,000 characters shipped with every Python: offline.
+* ``tiny_shakespeare``: Karpathy's 1.1 MB of Shakespeare, downloaded once, checked
+  against its sha256 and cached; offline, it fails with a message saying what to do.
 """
 
 from __future__ import annotations
@@ -28,8 +23,13 @@ from .config import GPTConfig
 from .files import write_atomically
 from .tokenizer import encode
 
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/"
+    "data/tinyshakespeare/input.txt"
+)
+TINY_SHAKESPEARE_SHA256 = (
+    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+)
 
 
 class CorpusUnavailableError(RuntimeError):
@@ -37,42 +37,43 @@ class CorpusUnavailableError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Where downloads are kept: ``$GPTCOURSE_CACHE`` or ``~/.cache/gptcourse`` (chapter 1)."""
+    """Downloads go to ``$GPTCOURSE_CACHE`` or ``~/.cache/gptcourse`` (chapter 1)."""
     return Path(os.environ.get("GPTCOURSE_CACHE", Path.home() / ".cache" / "gptcourse"))
 
 
 def python_docs() -> str:
-    """The Python Language Reference's topics, joined: the offline corpus (chapter 1)."""
+    """The Python Language Reference's topics: the offline corpus (chapter 1)."""
     from pydoc_data.topics import topics
 
-    # Sorted by topic name, so the text is the same whatever order the dict was written in.
+    # Sorted by topic name: the same text whatever order the dict was written in.
     return "\n\n".join(topics[name].strip() for name in sorted(topics))
 
 
 def tiny_shakespeare(timeout: float = 30.0) -> str:
-    """Tiny Shakespeare (1,115,394 characters), downloaded once and cached (chapter 1)."""
+    """Tiny Shakespeare (1,115,394 characters), downloaded and cached (chapter 1)."""
     finite_number("timeout", timeout, strictly_above=0.0)
     path = cache_dir() / "tiny_shakespeare.txt"
     if path.is_file():
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() == TINY_SHAKESPEARE_SHA256:
             return data.decode("utf-8")
-        # Not the right file (edited, or damaged on disk): download it again, and replace it.
+        # Not the right file (edited, or damaged on disk): download and replace it.
     try:
         with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=timeout) as response:
             data = response.read()
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         raise CorpusUnavailableError(
-            f"Could not download Tiny Shakespeare ({err}). Without a network, use the offline corpus "
-            f"(load_corpus('python_docs')), or download {TINY_SHAKESPEARE_URL} yourself and save it as {path}."
+            f"Could not download Tiny Shakespeare ({err}). Without a network, use the "
+            "offline corpus (load_corpus('python_docs')), or download "
+            f"{TINY_SHAKESPEARE_URL} yourself and save it as {path}."
         ) from err
     if hashlib.sha256(data).hexdigest() != TINY_SHAKESPEARE_SHA256:
         raise CorpusUnavailableError(
-            f"The file downloaded from {TINY_SHAKESPEARE_URL} does not have the expected sha256; "
-            "it was not saved. Try again later."
+            f"The file downloaded from {TINY_SHAKESPEARE_URL} does not have the "
+            "expected sha256; it was not saved. Try again later."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda f: f.write(data))  # a unique temporary file, renamed: no collision
+    write_atomically(path, lambda f: f.write(data))  # parallel downloads never collide
     return data.decode("utf-8")
 
 
@@ -80,11 +81,18 @@ CORPORA = {"python_docs": python_docs, "tiny_shakespeare": tiny_shakespeare}
 
 
 def load_corpus(name: str = "python_docs") -> str:
-    """A corpus by name: ``"python_docs"`` (offline, the default) or ``"tiny_shakespeare"`` (chapter 1)."""
+    """A corpus by name (chapter 1).
+
+    ``"python_docs"`` (offline, the default) or ``"tiny_shakespeare"``.
+    """
     return CORPORA[one_of("corpus", name, CORPORA)]()
 
 
-def _token_ids(text: str | list[int] | torch.Tensor, tokenizer: tiktoken.Encoding | None, vocab_size: int) -> torch.Tensor:
+def _token_ids(
+    text: str | list[int] | torch.Tensor,
+    tokenizer: tiktoken.Encoding | None,
+    vocab_size: int,
+) -> torch.Tensor:
     """`text` as a 1-D tensor of valid token ids: encoded if a str, else checked."""
     if isinstance(text, str):
         token_ids = torch.tensor(encode(text, tokenizer), dtype=torch.long)
@@ -92,37 +100,49 @@ def _token_ids(text: str | list[int] | torch.Tensor, tokenizer: tiktoken.Encodin
         try:
             token_ids = torch.as_tensor(text)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"text must be a str or a 1-D sequence of token ids, got {type(text).__name__} ({err}).") from err
+            raise TypeError(
+                "text must be a str or a 1-D sequence of token ids, "
+                f"got {type(text).__name__} ({err})."
+            ) from err
     if token_ids.dim() != 1:
         raise ValueError(
-            f"text must be one stream of token ids (1-D), got shape {tuple(token_ids.shape)}. "
-            "Join the documents first, e.g. torch.cat(list_of_id_tensors) or ids.flatten()."
+            "text must be one stream of token ids (1-D), "
+            f"got shape {tuple(token_ids.shape)}. Join the documents first, "
+            "e.g. torch.cat(list_of_id_tensors) or ids.flatten()."
         )
     if token_ids.numel() == 0:
         return token_ids.long()  # too short: the window check says so
-    if token_ids.is_floating_point() or token_ids.is_complex() or token_ids.dtype == torch.bool:
-        raise TypeError(f"token ids must be integers, got {token_ids.dtype} (e.g. {token_ids[0].item()!r}).")
+    if (
+        token_ids.is_floating_point()
+        or token_ids.is_complex()
+        or token_ids.dtype == torch.bool
+    ):
+        raise TypeError(
+            f"token ids must be integers, got {token_ids.dtype} "
+            f"(e.g. {token_ids[0].item()!r})."
+        )
     low, high = int(token_ids.min()), int(token_ids.max())
     if low < 0:
         at = int((token_ids < 0).nonzero()[0])
-        raise ValueError(f"token ids must be >= 0, got {low} (first negative id at position {at}).")
+        raise ValueError(
+            f"token ids must be >= 0, got {low} (first negative id at position {at})."
+        )
     if high >= vocab_size:
         at = int((token_ids >= vocab_size).nonzero()[0])
         raise ValueError(
-            f"token ids must be < vocab_size={vocab_size}, got {high} (first such id at position {at}). "
+            f"token ids must be < vocab_size={vocab_size}, got {high} "
+            f"(first such id at position {at}). "
             "Pass the vocab_size of the model these ids are for."
         )
     return token_ids.long()
 
 
 class GPTDataset(Dataset):
-    """Chunks of ``max_length`` tokens and the same chunks shifted by one token (chapter 1).
+    """Windows of ``max_length`` tokens every ``stride``, and targets (chapter 1).
 
-    The window starts every ``stride`` tokens. Target ``i`` is the token that follows
-    input ``i``, so one chunk holds ``max_length`` next-token predictions. `text` is a
-    string (encoded with `tokenizer`, GPT-2's by default) or its token ids: one stream
-    (1-D) of integers in ``[0, vocab_size)``, checked here, where they enter, so that a
-    bad id fails now rather than as an index error inside the model.
+    Target ``i`` is the token after input ``i``. `text` is a string (encoded with
+    `tokenizer`, GPT-2's by default) or one 1-D stream of ids in ``[0, vocab_size)``,
+    checked here so that a bad id fails now, not as an index error inside the model.
     """
 
     def __init__(
@@ -139,8 +159,9 @@ class GPTDataset(Dataset):
         token_ids = _token_ids(text, tokenizer, vocab_size)
         if token_ids.numel() < max_length + 1:
             raise ValueError(
-                f"The text has {token_ids.numel()} tokens, too few for one window of max_length={max_length} "
-                "plus its shifted target. Use more text or a smaller max_length."
+                f"The text has {token_ids.numel()} tokens, too few for one window of "
+                f"max_length={max_length} plus its shifted target. "
+                "Use more text or a smaller max_length."
             )
         self.token_ids = token_ids
         self.max_length = max_length
@@ -153,7 +174,7 @@ class GPTDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = self.starts[i]
         chunk = self.token_ids[start : start + self.max_length + 1]
-        return chunk[:-1], chunk[1:]  # input, target: the same window shifted by one token
+        return chunk[:-1], chunk[1:]  # input, target: the window shifted by one token
 
 
 def create_dataloader(
@@ -167,19 +188,35 @@ def create_dataloader(
     seed: int | None = 123,
     vocab_size: int = GPTConfig.vocab_size,
 ) -> DataLoader:
-    """A DataLoader of (inputs, targets) batches, each of shape (batch_size, max_length) (chapter 1).
+    """A DataLoader of (inputs, targets), each (batch_size, max_length) (chapter 1).
 
     `seed` fixes the shuffling order, so two runs see the same batches.
     """
     positive_int("batch_size", batch_size)
     non_negative_int("num_workers", num_workers)
-    dataset = GPTDataset(text, max_length=max_length, stride=stride, vocab_size=vocab_size)
-    generator = torch.Generator().manual_seed(non_negative_int("seed", seed)) if seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers, generator=generator)
+    dataset = GPTDataset(
+        text, max_length=max_length, stride=stride, vocab_size=vocab_size
+    )
+    generator = (
+        torch.Generator().manual_seed(non_negative_int("seed", seed))
+        if seed is not None
+        else None
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=generator,
+    )
 
 
 def train_val_split(text: str, train_ratio: float = 0.9) -> tuple[str, str]:
-    """Split text at one point: the first `train_ratio` for training, the rest for validation (chapter 1)."""
+    """Split text at one point (chapter 1).
+
+    The first `train_ratio` of it is for training, the rest for validation.
+    """
     if finite_number("train_ratio", train_ratio, strictly_above=0.0) >= 1.0:
         raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio!r}.")
     cut = int(train_ratio * len(text))

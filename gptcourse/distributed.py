@@ -44,7 +44,7 @@ from .checkpoint import check_writable
 from .checks import finite_number, non_negative_int, one_of, optional_positive_int, positive_int
 from .config import PRESETS, GPTConfig
 from .data import GPTDataset, create_dataloader, load_corpus, train_val_split
-from .device import autocast, autocast_dtype, needs_grad_scaler
+from .device import autocast, autocast_dtype, device_name, needs_grad_scaler
 from .files import write_atomically
 from .flops import count_flops
 from .model import GPT
@@ -215,12 +215,18 @@ def count_all_reduces(model: DistributedDataParallel) -> AllReduceCounter:
 # ------------------------------------------------------------------ one optimizer step
 
 
-def accumulate_gradients(model: nn.Module, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
-    """Forward and backward over this rank's micro-batches, leaving the global batch's gradient (appendix A).
+def accumulate_gradients(
+    model: nn.Module,
+    micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """Forward and backward over this rank's micro-batches (appendix A).
 
-    Each micro-step's loss is divided by G = len(micro_batches); all but the last run without
-    synchronising (`gradient_sync`), so DDP all-reduces once per step, averaging over the
-    ranks: the gradient of the global batch's mean loss. Returns that loss (on every rank).
+    Each micro-step's loss is divided by G = len(micro_batches); all but the last
+    run without synchronising (`gradient_sync`), so DDP all-reduces once per step,
+    averaging over the ranks: the gradient of the global batch's mean loss.
+    Returns that loss (on every rank).
     """
     if not micro_batches:
         raise ValueError("micro_batches is empty: give (inputs, targets) pairs.")
@@ -407,7 +413,7 @@ def _report(run: _RankRun, model_config: GPTConfig, held, num_parameters, losses
     flops_per_step = count_flops(model_config, batch_size=B, seq_len=T).total  # all ranks together
     peak = config.peak_tflops * 1e12 if config.peak_tflops else None
     if peak is None and run.info.device.type == "cuda":
-        peak = datasheet_peak(torch.cuda.get_device_name(run.info.device), matmul_precision(run.info.device, run.dtype))
+        peak = datasheet_peak(device_name(run.info.device), matmul_precision(run.info.device, run.dtype))
     mfu = None if peak is None else flops_per_step / step_time / (N * peak)  # aggregate FLOP/s ÷ (N × one device's peak)
     print(f"median step {step_time * 1e3:,.1f} ms: {B * T / step_time:,.0f} tokens/s over {N} rank(s), {flops_per_step / step_time / 1e9:,.2f} GFLOP/s"
           + ("" if mfu is None else f", MFU {mfu:.1%} of {N} × {peak / 1e12:.3g} TFLOP/s"))  # fmt: skip

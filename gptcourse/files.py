@@ -1,12 +1,8 @@
 """Writing a file so that a crash never leaves half of it (chapters 1 and 7).
 
-A file written in place and interrupted (a crash, a kill, a full disk) is left half
-written, and the next reader takes it for whole. So every file the course keeps (the
-tokenizer's vocabulary, a downloaded corpus, a checkpoint) is written the same way: under
-a temporary name nobody can guess, in the same directory; flushed to the disk; then
-renamed over the real name. A rename within one directory is atomic (``os.replace``):
-a reader sees the old file or the new one, never a mix. Two processes writing the same
-file at once each write their own temporary file, and the last rename wins.
+Every file the course keeps (vocabulary, corpus, checkpoint) is written under an
+unguessable temporary name beside it, flushed, then renamed over the real name: a
+rename within one directory is atomic, so a reader sees the old file or the new one.
 """
 
 from __future__ import annotations
@@ -20,17 +16,16 @@ from typing import BinaryIO
 
 
 def temporary_pattern(path: str | Path) -> str:
-    """The glob pattern of `write_atomically`'s temporary files for `path` (chapter 7)."""
+    """The glob pattern of `write_atomically`'s temporary files (chapter 7)."""
     return f".{Path(path).name}.*.tmp"
 
 
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Write `path` with ``write(file)``: killed at any moment, `path` is the old file or the new one.
+    """Write `path` with ``write(file)``; killed at any moment, it is old or new.
 
-    The temporary file is made by ``tempfile.mkstemp`` (an unpredictable name, created
-    exclusively, readable by its owner only) beside `path`. If `write` raises, it is
-    removed; if the process is killed, it stays until someone removes the files that match
-    `temporary_pattern`. Defined in chapter 7.
+    If `write` raises, the temporary file is removed; if the process is killed, it
+    stays until someone removes the files matching `temporary_pattern`.
+    Defined in chapter 7.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,8 +33,9 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> P
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())  # the bytes reach the disk before the name points at them
-        os.chmod(tmp, 0o644)  # mkstemp's owner-only 0o600 was for the temporary file: readable, like any file
+            os.fsync(f.fileno())  # the bytes reach the disk before the name does
+        # mkstemp's owner-only 0o600 was for the temporary file: readable, like any file
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -19,15 +19,14 @@ kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCou
 (torch 2.13) has no formula: it counts **0** FLOPs for attention, forward and backward.
 `flop_counter_flops(..., count_cpu_sdpa=True)` registers one, and the counts agree again.
 
-Every function here but `attention_crossover` (GPT's formula) also takes appendix B's `gptcourse.llama.LlamaConfig` (or a
-``gptcourse.llama.Llama``): `count_flops` then returns a `LlamaFlopCount`, whose components
-name grouped-query attention's smaller key/value projections and SwiGLU's three matrices.
-RoPE, RMSNorm and SwiGLU's gating are elementwise: like GELU and layer norm, not counted.
+Other kinds of model plug in from their own modules with `register_family`, so that this
+core never imports them: appendix B's `gptcourse.llama` registers the Llama, whose count
+(`gptcourse.llama_flops`) then comes back from `count_flops` and `num_parameters`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,9 +34,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .checks import one_of, positive_int
-from .config import GPTConfig
-from .llama import Llama, LlamaConfig, coerce_config
-from .llama_flops import LLAMA_LAYER_COMPONENTS, llama_matmuls, llama_parameter_counts
+from .config import ALIASES, PRESETS, GPTConfig
 from .model import GPT
 from .train import cross_entropy_loss
 
@@ -52,19 +49,66 @@ LAYER_COMPONENTS: dict[str, str] = {
 }
 COMPONENTS: dict[str, str] = {**LAYER_COMPONENTS, "lm_head": "LM head"}
 
-ConfigLike = GPTConfig | LlamaConfig | Mapping[str, Any] | str
+ConfigLike = GPTConfig | Mapping[str, Any] | str  # or the config of a registered family
 
 
-def model_config(model: torch.nn.Module | None, config: ConfigLike | None = None) -> GPTConfig | LlamaConfig:
-    """`config` as a `GPTConfig` (or `LlamaConfig`), or, when it is None, the model's own ``model.config``.
+@dataclass(frozen=True)
+class ModelFamily:
+    """Another kind of model the counts here take, described by its own module (appendix B).
+
+    Its config class, the model class `meta_model` builds, its presets by name, the key
+    that marks a dict as its config, and its two counts: `count_flops`'s
+    ``flop_count(config, batch_size, seq_len, training)`` and `num_parameters`'s
+    ``parameter_counts(config)`` (a dict over `PARAMETER_COUNTS`).
+    """
+
+    config_class: type
+    model_class: type
+    presets: Mapping[str, Any]
+    mapping_key: str
+    flop_count: Callable[[Any, int, int, bool], PassTotals]
+    parameter_counts: Callable[[Any], dict[str, int]]
+
+
+FAMILIES: dict[type, ModelFamily] = {}  # config class -> its family; GPT's is built in
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Let every function here take `family`'s configs, models and preset names (appendix B)."""
+    FAMILIES[family.config_class] = family
+    return family
+
+
+def coerce_config(config: ConfigLike) -> Any:
+    """A `GPTConfig`, or a registered family's config, from a config, a preset name or a dict.
+
+    A dict holding a family's `ModelFamily.mapping_key` is that family's; any other a GPT's.
+    """
+    if isinstance(config, (GPTConfig, *FAMILIES)):
+        return config
+    if isinstance(config, str):
+        for family in FAMILIES.values():
+            if config in family.presets:
+                return family.config_class.from_preset(config)
+        others = [name for family in FAMILIES.values() for name in family.presets]
+        return GPTConfig.from_preset(one_of("preset", config, [*PRESETS, *ALIASES, *others]))
+    if isinstance(config, Mapping):
+        for family in FAMILIES.values():
+            if family.mapping_key in config:
+                return family.config_class.coerce(config)
+    return GPTConfig.coerce(config)
+
+
+def model_config(model: torch.nn.Module | None, config: ConfigLike | None = None) -> Any:
+    """`config` as a `GPTConfig` (or a registered family's), or else ``model.config``.
 
     Defined in chapter 9; the measuring functions of chapter 10 take their config this way.
     """
     if config is None:
         config = getattr(model, "config", None)
-        if not isinstance(config, (GPTConfig, LlamaConfig)):
+        if not isinstance(config, (GPTConfig, *FAMILIES)):
             raise ValueError(
-                f"config: {type(model).__name__} has no GPTConfig (or LlamaConfig) as .config; pass the model's config "
+                f"config: {type(model).__name__} has no GPTConfig as .config; pass the model's config "
                 "(a GPTConfig, a dict or a preset name) as config=..."
             )
     return coerce_config(config)
@@ -91,8 +135,12 @@ def matmul_flops(m: int, k: int, n: int) -> int:
     return 2 * m * k * n
 
 
-class _PassTotals:
-    """What `FlopCount` and `LlamaFlopCount` share: totals, shares and rows from the per-layer components."""
+class PassTotals:
+    """What every pass's count shares: totals, shares and rows from the per-layer components.
+
+    A subclass is a dataclass with ``config``, ``batch_size``, ``seq_len``, ``training``,
+    one field per name of `layer_components`, ``lm_head``, and `matmul_shapes`.
+    """
 
     layer_components: ClassVar[dict[str, str]] = LAYER_COMPONENTS
 
@@ -162,7 +210,7 @@ class _PassTotals:
 
 
 @dataclass(frozen=True)
-class FlopCount(_PassTotals):
+class FlopCount(PassTotals):
     """FLOPs of one pass of a GPT, component by component. Defined in chapter 9.
 
     The six layer components (``qkv_proj`` ... ``ff_down``) are **per layer**; ``lm_head``
@@ -197,39 +245,8 @@ class FlopCount(_PassTotals):
         }
 
 
-@dataclass(frozen=True)
-class LlamaFlopCount(_PassTotals):
-    """FLOPs of one pass of a Llama (appendix B), component by component, as `FlopCount`'s.
-
-    The layer components are per layer, ``lm_head`` once; ``training=True`` is forward + backward.
-    """
-
-    layer_components: ClassVar[dict[str, str]] = LLAMA_LAYER_COMPONENTS
-
-    config: LlamaConfig
-    batch_size: int
-    seq_len: int
-    training: bool
-    q_proj: int  # x (B·T×d) @ W_query (d×d)
-    kv_proj: int  # x @ W_key and x @ W_value, each (d × n_kv_groups·hd): GQA's saving
-    attn_scores: int  # Q (T×hd) @ Kᵀ (hd×T), for each of B·n_heads query heads
-    attn_values: int  # weights (T×T) @ V (T×hd), for each of B·n_heads query heads
-    out_proj: int  # context (B·T×d) @ W_out (d×d)
-    ff_gate: int  # (B·T×d) @ (d×hidden)
-    ff_up: int  # (B·T×d) @ (d×hidden)
-    ff_down: int  # (B·T×hidden) @ (hidden×d)
-    lm_head: int  # (B·T×d) @ (d×vocab), tied or not
-
-    def matmul_shapes(self) -> dict[str, str]:
-        """Each component's matmul, written out with this pass's sizes."""
-        return {
-            name: f"{copies} × ({m}×{k})·({k}×{n})" if copies > 1 else f"({m}×{k})·({k}×{n})"
-            for name, (copies, m, k, n) in llama_matmuls(self.config, self.batch_size, self.seq_len).items()
-        }
-
-
-def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> FlopCount | LlamaFlopCount:
-    """The exact matmul FLOPs of a GPT (or Llama) pass over `batch_size` sequences of `seq_len` tokens.
+def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> PassTotals:
+    """The exact matmul FLOPs of a GPT pass over `batch_size` sequences of `seq_len` tokens.
 
     Defined in chapter 9. ``seq_len`` defaults to the context length. ``training=True``
     counts forward and backward (the gradient of every matmul is two matmuls of the same
@@ -247,16 +264,14 @@ def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = N
 
     The attention matrix is counted in full (T×T), as `FlopCounterMode` and the MFU
     convention of PaLM and nanoGPT do, although the causal mask zeroes half of it
-    (`causal_flops` counts only the useful half). A `LlamaConfig` gets a `LlamaFlopCount`
-    of the matmuls `gptcourse.llama_flops.llama_matmuls` lists (appendix B).
+    (`causal_flops` counts only the useful half). A registered family's config (appendix
+    B's Llama) gets that family's count (`ModelFamily.flop_count`).
     """
     cfg = coerce_config(config)
     batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
+    if type(cfg) in FAMILIES:
+        return FAMILIES[type(cfg)].flop_count(cfg, batch_size, seq_len, training)
     passes = 3 if training else 1  # backward = 2 × forward, matmul by matmul
-    if isinstance(cfg, LlamaConfig):
-        matmuls = llama_matmuls(cfg, batch_size, seq_len)
-        flops = {name: passes * copies * matmul_flops(m, k, n) for name, (copies, m, k, n) in matmuls.items()}
-        return LlamaFlopCount(config=cfg, batch_size=batch_size, seq_len=seq_len, training=training, **flops)
     bt, d, heads, hd = batch_size * seq_len, cfg.emb_dim, batch_size * cfg.n_heads, cfg.head_dim
     return FlopCount(
         config=cfg,
@@ -302,12 +317,12 @@ def num_parameters(config: ConfigLike, which: str = "no_position") -> int:
     ``"matmul"``         only the weight matrices that multiply activations: 12·L·d² + d·V.
                          With this N, ``6N + 12·L·d·T`` is exact (`flops_per_token_palm`).
 
-    A `LlamaConfig`'s counts are `gptcourse.llama_flops.llama_parameter_counts` (appendix B).
+    A registered family's config gets that family's counts (appendix B's Llama).
     """
     cfg = coerce_config(config)
     one_of("which", which, PARAMETER_COUNTS)
-    if isinstance(cfg, LlamaConfig):
-        return llama_parameter_counts(cfg)[which]
+    if type(cfg) in FAMILIES:
+        return FAMILIES[type(cfg)].parameter_counts(cfg)[which]
     d, layers, v = cfg.emb_dim, cfg.n_layers, cfg.vocab_size
     matmul = layers * 12 * d * d + d * v
     # per block: biases of QKV (3d, when qkv_bias), out_proj (d), ff up (4d), ff down (d);
@@ -451,11 +466,12 @@ def flop_counter_flops_by_operator(
     return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
 
 
-def meta_model(config: ConfigLike, attention: str = "manual") -> GPT | Llama:
-    """A `GPT` (or, for a `LlamaConfig`, a `Llama`) on the meta device: real shapes, no memory, no values.
+def meta_model(config: ConfigLike, attention: str = "manual") -> torch.nn.Module:
+    """A `GPT` (or a registered family's model) on the meta device: shapes, no memory.
 
     Defined in chapter 9, for counting.
     """
     cfg = coerce_config(config)
+    family = FAMILIES.get(type(cfg))
     with torch.device("meta"):
-        return (Llama if isinstance(cfg, LlamaConfig) else GPT)(cfg, attention=attention)
+        return (family.model_class if family else GPT)(cfg, attention=attention)

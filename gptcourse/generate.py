@@ -1,8 +1,8 @@
 """Text generation on token ids (chapters 6 and 8): one job per function.
 
-`generate` continues token ids; `text_to_token_ids` and `token_ids_to_text` convert to and
-from text. Token *values* are checked here, where ids enter, so that ``GPT.forward`` can
-check shapes only (and run on the meta device and under `torch.compile`).
+`generate` continues token ids; `text_to_token_ids` and `token_ids_to_text` convert to
+and from text (they alone load the tokenizer). Token *values* are checked here, where
+ids enter, so that ``GPT.forward`` checks shapes only (and runs on the meta device).
 """
 
 from __future__ import annotations
@@ -13,26 +13,38 @@ import torch
 from torch import nn
 
 from .checks import finite_number, non_negative_int, optional_positive_int
-from .kv_cache import KVCache, forward_with_cache
-from .tokenizer import ENDOFTEXT, get_tokenizer
+from .kv_cache import KVCache
 
 
-def check_token_ids(ids: torch.Tensor, vocab_size: int, name: str = "idx") -> torch.Tensor:
-    """`ids` if it is a non-empty integer tensor of shape (tokens,) or (batch, tokens) within the vocabulary (chapter 6)."""
+def check_token_ids(
+    ids: torch.Tensor, vocab_size: int, name: str = "idx"
+) -> torch.Tensor:
+    """`ids` if it is a non-empty (tokens,) or (batch, tokens) tensor of integer ids
+    within the vocabulary; a clear error naming `name` if not (chapter 6)."""
     if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor of token ids, got {type(ids).__name__}.")
+        kind = type(ids).__name__
+        raise TypeError(f"{name} must be a tensor of token ids, got {kind}.")
     if ids.dim() not in (1, 2):
         single = "; wrap a single id as torch.tensor([id])" if ids.dim() == 0 else ""
         raise ValueError(
-            f"{name} must have shape (tokens,) or (batch, tokens), got a {ids.dim()}-d tensor of shape {tuple(ids.shape)}{single}."
+            f"{name} must have shape (tokens,) or (batch, tokens), got a {ids.dim()}-d "
+            f"tensor of shape {tuple(ids.shape)}{single}."
         )
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer token ids (torch.long), got {ids.dtype}.")
+        raise TypeError(
+            f"{name} must hold integer token ids (torch.long), got {ids.dtype}."
+        )
     if ids.shape[-1] == 0:
-        raise ValueError(f"{name} is empty; give at least one token (e.g. '{ENDOFTEXT}', id 50256).")
+        raise ValueError(
+            f"{name} is empty; give at least one token (e.g. '<|endoftext|>', "
+            "id 50256)."
+        )
     outside = (ids < 0) | (ids >= vocab_size)
     if outside.any():
-        raise ValueError(f"{name} holds token id {ids[outside][0].item()}, outside the vocabulary [0, {vocab_size - 1}] of this model.")
+        raise ValueError(
+            f"{name} holds token id {ids[outside][0].item()}, outside the vocabulary "
+            f"[0, {vocab_size - 1}] of this model."
+        )
     return ids
 
 
@@ -47,34 +59,35 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
 ) -> torch.Tensor:
-    """`idx` (tokens,) or (batch, tokens) followed by up to `max_new_tokens` new ids, same rank (chapters 6 and 8).
+    """`idx` (tokens,) or (batch, tokens), then up to `max_new_tokens` ids (chapter 6).
 
-    temperature 0 picks the most likely token every step (greedy, deterministic); above 0,
-    tokens are sampled from softmax(logits / temperature), restricted to the `top_k` most
-    likely when given. A prompt longer than the context is cropped to its last
-    `context_length` tokens (with a warning), and each step sees at most the last
-    `context_length` tokens. Generation stops early when every sequence has produced `eos_id`.
-
-    ``use_cache=True`` keeps every layer's keys and values in a `KVCache` (chapter 8), so each
-    step runs the model on the one new token instead of the whole text. It picks the same
-    tokens as ``use_cache=False``: the logits differ only in their last bits, from adding the
-    same numbers in another order. Past the context length every token's position shifts by
-    one each step, which makes cached keys stale, so from there on each step recomputes the
-    last `context_length` tokens, as without a cache.
+    Temperature 0 picks the likeliest token (greedy); above 0, tokens are sampled from
+    softmax(logits / temperature), among the `top_k` likeliest if given. Each step sees
+    the last `context_length` tokens (a longer prompt is cropped, with a warning); it
+    stops once every sequence has written `eos_id`. ``use_cache=True`` keeps a `KVCache`
+    and runs ``model(new_ids, cache=cache)`` (chapter 8): the same tokens, faster.
     """
     vocab_size, context_length = model.config.vocab_size, model.config.context_length
     check_token_ids(idx, vocab_size)
     max_new_tokens = non_negative_int("max_new_tokens", max_new_tokens)
     temperature = finite_number("temperature", temperature, minimum=0.0)
     if optional_positive_int("top_k", top_k) is not None and top_k > vocab_size:
-        raise ValueError(f"top_k must be at most the vocabulary size {vocab_size}, got {top_k}.")
+        raise ValueError(
+            f"top_k must be at most the vocabulary size {vocab_size}, got {top_k}."
+        )
     if eos_id is not None and non_negative_int("eos_id", eos_id) >= vocab_size:
-        raise ValueError(f"eos_id must be a token id in [0, {vocab_size - 1}], got {eos_id}.")
+        raise ValueError(
+            f"eos_id must be a token id in [0, {vocab_size - 1}], got {eos_id}."
+        )
 
     squeeze = idx.dim() == 1
     idx = idx.unsqueeze(0) if squeeze else idx  # (B, T)
     if idx.shape[1] > context_length:
-        warnings.warn(f"The prompt has {idx.shape[1]} tokens; only its last {context_length} (the context length) are used.", stacklevel=2)
+        warnings.warn(
+            f"The prompt has {idx.shape[1]} tokens; only its last {context_length} "
+            "(the context length) are used.",
+            stacklevel=2,
+        )
         idx = idx[:, -context_length:]
     idx = idx.to(next(model.parameters()).device)
 
@@ -96,22 +109,29 @@ def generate(
     return idx[0] if squeeze else idx
 
 
-def _next_token_logits(model: nn.Module, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+def _next_token_logits(
+    model: nn.Module, idx: torch.Tensor, cache: KVCache | None
+) -> torch.Tensor:
     """The logits for the token after `idx` (B, T): the last position predicts it."""
     context_length = model.config.context_length
     if cache is None:
         return model(idx[:, -context_length:])[:, -1, :]
     if idx.shape[1] > context_length:
-        # The window slides: every token moves to a new position, so the cached keys and
-        # values (computed at the old positions) are stale. Recompute the whole window.
+        # The window slides: every token moves to a new position, so the cached keys
+        # and values (computed at the old positions) are stale. Recompute the window.
         cache.clear()
-        return forward_with_cache(model, idx[:, -context_length:], cache)[:, -1, :]
-    # Up to the context, the cache holds idx[:, :len(cache)]: run only the tokens after it
-    # (the whole prompt on the first step, then one token per step).
-    return forward_with_cache(model, idx[:, len(cache) :], cache)[:, -1, :]
+        return model(idx[:, -context_length:], cache=cache)[:, -1, :]
+    # Up to the context, the cache holds idx[:, :len(cache)]: run only the tokens
+    # after it (the whole prompt on the first step, then one token per step).
+    return model(idx[:, len(cache) :], cache=cache)[:, -1, :]
 
 
-def _pick_next(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
+def _pick_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     logits = logits.float() / temperature
@@ -123,18 +143,26 @@ def _pick_next(logits: torch.Tensor, temperature: float, top_k: int | None, gene
 
 
 def text_to_token_ids(text: str, tokenizer=None) -> torch.Tensor:
-    """GPT-2's token ids of `text` as a (1, tokens) tensor; ``<|endoftext|>`` is the special token (chapter 6)."""
+    """GPT-2's ids of `text` as (1, tokens); ``<|endoftext|>`` is one (chapter 6)."""
+    from .tokenizer import ENDOFTEXT, get_tokenizer
+
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}.")
     tokenizer = tokenizer or get_tokenizer()
-    return torch.tensor([tokenizer.encode(text, allowed_special={ENDOFTEXT})], dtype=torch.long)
+    ids = tokenizer.encode(text, allowed_special={ENDOFTEXT})
+    return torch.tensor([ids], dtype=torch.long)
 
 
 def token_ids_to_text(ids: torch.Tensor, tokenizer=None) -> str:
     """The text of token ids of shape (tokens,) or (1, tokens) (chapter 6)."""
+    from .tokenizer import get_tokenizer
+
     if ids.dim() == 2 and ids.shape[0] == 1:
         ids = ids[0]
     if ids.dim() != 1:
-        raise ValueError(f"ids must have shape (tokens,) or (1, tokens), got {tuple(ids.shape)}; decode each sequence of a batch.")
+        raise ValueError(
+            f"ids must have shape (tokens,) or (1, tokens), got {tuple(ids.shape)}; "
+            "decode each sequence of a batch."
+        )
     tokenizer = tokenizer or get_tokenizer()
     return tokenizer.decode(ids.tolist())

@@ -15,19 +15,17 @@ of memory is reported so, and the ladder goes on.
     >>> results = run_ladder(verbose=True)     # GPT-2 small at T=1024 on a GPU; a small GPT on a CPU
     >>> print(format_ladder(results))
 
-``python benchmarks/ladder.py`` is the command-line front end; ``--record`` keeps a GPU's
-rows in ``gptcourse/results/ladder.csv``.
+``python benchmarks/ladder.py`` is the command-line front end; with ``--record`` it keeps
+a GPU's rows in ``gptcourse/results/ladder.csv``, which `recorded_markdown` shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,14 +33,12 @@ import torch
 from . import gpu_budget
 from .checks import non_negative_int, one_of, optional_positive_int, positive_int
 from .config import GPTConfig
-from .device import autocast_dtype, get_device
+from .device import GIB, autocast_dtype, device_name, get_device, memory_cap
 from .flops import batch_shape
-from .gpu_budget import GIB
-from .gpu_runs import fit_batch_size
-from .memory import estimate_memory, find_max_batch_size
+from .gpu_budget import find_max_batch_size, fit_batch_size
+from .memory import estimate_memory
 from .mfu import TrainingMeasurement, measure_training
 from .model import GPT
-from .results import LADDER_RESULTS
 from .timing import fused_adamw_supported
 
 # A CPU's ladder: GPT-2's own vocabulary (so that the padding rung is GPT-2's), everything
@@ -217,7 +213,7 @@ def float32_matmul_precision(setting: str) -> Iterator[None]:
 
 def _sized_to_fit(setup: Setup, device: torch.device) -> tuple[Setup, str]:
     """On a GPU, the batch halved until the first rung (the hungriest: fp32, the T×T matrix
-    kept) fits by the estimate (`gptcourse.gpu_runs.fit_batch_size`); every rung but the
+    kept) fits by the estimate (`gptcourse.gpu_budget.fit_batch_size`); every rung but the
     last then runs at that batch, so that their speeds compare."""
     if device.type != "cuda":
         return setup, ""
@@ -324,15 +320,10 @@ def run_ladder(
 _COLUMNS = f"{'rung':<14}{'prec':>5}{'batch':>6}{'tokens/s':>11}{'× fp32':>8}{'MFU sheet':>10}{'MFU matmul':>11}{'memory':>9}{'estimate':>9}"
 
 
-def device_name(device: torch.device) -> str:
-    """A GPU's name (``torch.cuda.get_device_name``), or the device type: "cpu", "mps"."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-
-
 def ladder_header(config: GPTConfig, setup: Setup, device: torch.device) -> str:
     """The lines above the ladder's table: what was measured, where (chapter 10)."""
     if device.type == "cuda":
-        cap = gpu_budget.memory_cap()
+        cap = memory_cap()
         name = device_name(device) + ("" if cap is None else f" capped to {cap / GIB:g} GiB")
     else:
         threads = torch.get_num_threads()
@@ -379,46 +370,8 @@ def format_ladder(results: list[RungResult]) -> str:
     return "\n".join([_COLUMNS, *(format_rung(r, results[0]) for r in results)])
 
 
-def ladder_rows(results: list[RungResult], command: str, memory_cap_gib: float | None = None) -> list[dict[str, Any]]:
-    """The rows ``benchmarks/ladder.py --record`` appends to `gptcourse.results.LADDER_RESULTS`."""
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    rows = []
-    for r in results:
-        cfg = r.setup.config
-        rows.append(
-            {
-                "date": date,
-                "device": r.device,
-                "memory_cap_gib": "" if memory_cap_gib is None else memory_cap_gib,
-                "config": f"L{cfg.n_layers} h{cfg.n_heads} d{cfg.emb_dim} V{cfg.vocab_size}",
-                "rung": r.rung,
-                "status": r.status,
-                "precision": r.precision or "",
-                "batch_size": r.setup.batch_size,
-                "seq_len": r.setup.seq_len,
-                "tokens_per_second": "" if r.tokens_per_second is None else round(r.tokens_per_second, 1),
-                "mfu_datasheet": "" if r.mfu_datasheet is None else round(r.mfu_datasheet, 4),
-                "mfu_measured": "" if r.mfu_measured is None else round(r.mfu_measured, 4),
-                "peak_memory_gib": "" if r.peak_memory is None else round(r.peak_memory / GIB, 3),
-                "estimated_memory_gib": round(r.estimated_memory / GIB, 3),
-                "note": r.note,
-                "torch": torch.__version__,
-                "command": command,
-            }
-        )
-    return rows
-
-
-def record_ladder(results: list[RungResult], command: str, memory_cap_gib: float | None = None, path: str | Path | None = None) -> Path:
-    """Append the ladder's rows to ``gptcourse/results/ladder.csv`` (or `path`); chapter 10."""
-    written = LADDER_RESULTS.path if path is None else Path(path)
-    for row in ladder_rows(results, command, memory_cap_gib):
-        written = LADDER_RESULTS.record(row, path)
-    return written
-
-
 def recorded_markdown(rows: Sequence[Mapping[str, str]]) -> str:
-    """Recorded ladders (`gptcourse.results.load_ladder`) as Markdown: for each run, its
+    """Recorded ladders (`gptcourse.results.LADDER_RESULTS`) as Markdown: for each run, its
     device, memory cap, date, torch version and command, then its rungs (chapter 10)."""
     run_of = ("date", "device", "memory_cap_gib", "torch", "command")
     blocks: list[list[str]] = []

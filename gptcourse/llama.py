@@ -1,18 +1,11 @@
 """Appendix B: from GPT-2 to a Llama-style model, one change at a time.
 
-The course's `GPT` (chapter 6) with the four changes today's open models share
-(Llama, Touvron et al. 2023; SmolLM2, Allal et al. 2025):
-
-* `RMSNorm` instead of `LayerNorm`: no mean-centring, no shift (Zhang & Sennrich 2019).
-* Rotary position embeddings (`apply_rope`) instead of a learned position table: each
-  query and key is rotated by an angle proportional to its position (Su et al. 2021).
-* `SwiGLU` instead of the GELU feed-forward: a gated MLP with three matrices (Shazeer 2020).
-* `GroupedQueryAttention`: ``n_kv_groups`` key/value heads shared by ``n_heads`` query
-  heads, so that the KV cache shrinks by n_heads / n_kv_groups (Ainslie et al. 2023).
-
-And no biases anywhere. Module names follow `GPT`'s (``tok_emb``, ``trf_blocks[i].norm1``,
-``att``, ``norm2``, ``ff``, ``final_norm``, ``out_head``) so that the two read as a diff.
-`from_hf_checkpoint` loads a Hugging Face ``LlamaForCausalLM`` checkpoint.
+`GPT` (chapter 6) with the four changes today's open models share (Llama, Touvron et
+al. 2023; SmolLM2): `RMSNorm` for `LayerNorm` (Zhang & Sennrich 2019), rotary position
+embeddings for the learned table (`apply_rope`; Su et al. 2021), the gated `SwiGLU`
+feed-forward (Shazeer 2020), and `GroupedQueryAttention`, whose fewer key/value heads
+shrink the KV cache (Ainslie et al. 2023). No biases. The module names are `GPT`'s, so
+the two read as a diff; `from_hf_checkpoint` loads a Hugging Face Llama checkpoint.
 """
 
 from __future__ import annotations
@@ -29,33 +22,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import llama_weights
-from .attention import visible_keys
-from .checks import config_from_mapping, finite_number, heads_divide, one_of, positive_int
-from .config import ALIASES as GPT_ALIASES
-from .config import PRESETS as GPT_PRESETS
+from .attention import causal_mask, visible_keys
+from .checks import (
+    config_from_mapping,
+    finite_number,
+    heads_divide,
+    one_of,
+    positive_int,
+)
 from .config import GPTConfig
+from .flops import ModelFamily, coerce_config, register_family
 from .generate import generate
 from .kv_cache import KVCache
+from .llama_flops import llama_flop_count, llama_parameter_counts
 from .weights import CheckpointError, read_tensors, shape_mismatches
 
-# The sizes a config cannot do without; rope_base, tie_embeddings and norm_eps have defaults.
-REQUIRED = ("vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "n_kv_groups", "hidden_dim")
+# The sizes a config needs; rope_base, tie_embeddings and norm_eps have defaults.
+REQUIRED = (
+    "vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "n_kv_groups",
+    "hidden_dim",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class LlamaConfig:
-    """The shape of a Llama-style model (appendix B). Checked when made, like `GPTConfig`."""
+    """The shape of a Llama-style model, checked like `GPTConfig`'s (appendix B)."""
 
     vocab_size: int
     context_length: int  # the longest sequence: RoPE's angles are precomputed up to it
     emb_dim: int  # the width d of every token's vector
     n_layers: int  # transformer blocks
     n_heads: int  # query heads, each emb_dim // n_heads wide
-    n_kv_groups: int  # key/value heads: n_heads is multi-head attention, 1 multi-query, between: grouped
-    hidden_dim: int  # SwiGLU's width; about 8/3·emb_dim has the parameters of GPT-2's 4·emb_dim MLP
-    rope_base: float = 10_000.0  # RoPE's θ: RoFormer's and Llama 2's; Llama 3 uses 500,000, SmolLM2 100,000
-    tie_embeddings: bool = False  # Llama 2 has a separate output head; SmolLM2 and Llama 3.2 1B tie it
-    norm_eps: float = 1e-5  # RMSNorm's ε: Llama 2/3's and SmolLM2's (transformers' default is 1e-6)
+    # Key/value heads: n_heads is multi-head attention, 1 multi-query, between: grouped.
+    n_kv_groups: int
+    # SwiGLU's width: about 8/3·emb_dim has the parameters of GPT-2's 4·emb_dim MLP.
+    hidden_dim: int
+    # RoPE's θ: RoFormer's and Llama 2's; Llama 3 uses 500,000, SmolLM2 100,000.
+    rope_base: float = 10_000.0
+    # Llama 2 has a separate output head; SmolLM2 and Llama 3.2 1B tie it.
+    tie_embeddings: bool = False
+    # RMSNorm's ε: Llama 2/3's and SmolLM2's (transformers' default is 1e-6).
+    norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         for name in REQUIRED:
@@ -64,21 +71,25 @@ class LlamaConfig:
         if self.n_heads % self.n_kv_groups != 0:
             divisors = [k for k in range(1, self.n_heads + 1) if self.n_heads % k == 0]
             raise ValueError(
-                f"n_heads ({self.n_heads}) must be divisible by n_kv_groups ({self.n_kv_groups}): each key/value head "
-                f"serves n_heads // n_kv_groups query heads. Choose n_kv_groups from {divisors}."
+                f"n_heads ({self.n_heads}) must be divisible by n_kv_groups "
+                f"({self.n_kv_groups}): each key/value head serves n_heads // "
+                f"n_kv_groups query heads. Choose n_kv_groups from {divisors}."
             )
         if self.head_dim % 2 != 0:
             raise ValueError(
-                f"emb_dim // n_heads = {self.head_dim} must be even: RoPE rotates each head's dimensions in pairs. "
-                "Change emb_dim or n_heads."
+                f"emb_dim // n_heads = {self.head_dim} must be even: RoPE rotates each "
+                "head's dimensions in pairs. Change emb_dim or n_heads."
             )
         if finite_number("rope_base", self.rope_base) <= 1:
             raise ValueError(
-                f"rope_base must be > 1, got {self.rope_base!r}: RoPE's frequencies are rope_base^(-2i/head_dim), "
-                "which must fall from one pair of dimensions to the next. Llama uses 10,000 to 500,000."
+                f"rope_base must be > 1, got {self.rope_base!r}: RoPE's frequencies "
+                "are rope_base^(-2i/head_dim), which must fall from one pair of "
+                "dimensions to the next. Llama uses 10,000 to 500,000."
             )
         if not isinstance(self.tie_embeddings, bool):
-            raise TypeError(f"tie_embeddings must be True or False, got {self.tie_embeddings!r}.")
+            raise TypeError(
+                f"tie_embeddings must be True or False, got {self.tie_embeddings!r}."
+            )
         finite_number("norm_eps", self.norm_eps, strictly_above=0)
 
     @property
@@ -93,19 +104,24 @@ class LlamaConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> LlamaConfig:
-        """A named shape, e.g. ``LlamaConfig.from_preset("smollm2-135m", context_length=2048)``."""
-        return dataclasses.replace(PRESETS[one_of("preset", name, PRESETS)], **overrides)
+        """A preset, with `overrides`: ``from_preset("smollm2-135m", n_layers=2)``."""
+        preset = PRESETS[one_of("preset", name, PRESETS)]
+        return dataclasses.replace(preset, **overrides)
 
     @classmethod
     def coerce(cls, config: LlamaConfig | Mapping[str, Any] | str) -> LlamaConfig:
-        """A `LlamaConfig` from a `LlamaConfig`, a preset name, or a dict with the same keys (all of `REQUIRED`)."""
+        """A `LlamaConfig` from one, a preset name, or a dict with its fields."""
         if isinstance(config, LlamaConfig):
             return config
         if isinstance(config, str):
             return cls.from_preset(config)
         if isinstance(config, Mapping):
-            return config_from_mapping(cls, config, REQUIRED, hint="For SmolLM2-135M's shape, use LlamaConfig.from_preset('smollm2-135m').")
-        raise TypeError(f"config must be a LlamaConfig, a preset name or a dict, got {type(config).__name__}.")
+            hint = "For SmolLM2-135M's shape: LlamaConfig.from_preset('smollm2-135m')."
+            return config_from_mapping(cls, config, REQUIRED, hint=hint)
+        raise TypeError(
+            "config must be a LlamaConfig, a preset name or a dict, "
+            f"got {type(config).__name__}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict."""
@@ -113,50 +129,37 @@ class LlamaConfig:
 
 
 PRESETS: dict[str, LlamaConfig] = {
-    # HuggingFaceTB/SmolLM2-135M's config.json on the Hugging Face hub (Allal et al. 2025): its
-    # context is 8,192 tokens after the paper's long-context stage.
+    # HuggingFaceTB/SmolLM2-135M's config.json on the Hugging Face hub (Allal et al.
+    # 2025): its context is 8,192 tokens after the paper's long-context stage.
     "smollm2-135m": LlamaConfig(
-        vocab_size=49152, context_length=8192, emb_dim=576, n_layers=30, n_heads=9, n_kv_groups=3,
-        hidden_dim=1536, rope_base=100_000.0, tie_embeddings=True,
+        vocab_size=49152, context_length=8192, emb_dim=576, n_layers=30, n_heads=9,
+        n_kv_groups=3, hidden_dim=1536, rope_base=100_000.0, tie_embeddings=True,
     ),  # 134,515,008 parameters
-    # meta-llama/Llama-3.2-1B's config.json. Its "llama3" RoPE scaling (which stretches the long
-    # wavelengths past 8,192 tokens) is not implemented: the shape is right for counting
-    # parameters, FLOPs and KV-cache bytes; from_hf_checkpoint refuses its weights.
+    # meta-llama/Llama-3.2-1B's config.json. Its "llama3" RoPE scaling (which stretches
+    # the long wavelengths past 8,192 tokens) is not implemented: the shape is right for
+    # counting parameters, FLOPs and KV-cache bytes; from_hf_checkpoint refuses it.
     "llama-3.2-1b": LlamaConfig(
-        vocab_size=128256, context_length=131072, emb_dim=2048, n_layers=16, n_heads=32, n_kv_groups=8,
-        hidden_dim=8192, rope_base=500_000.0, tie_embeddings=True,
+        vocab_size=128256, context_length=131072, emb_dim=2048, n_layers=16, n_heads=32,
+        n_kv_groups=8, hidden_dim=8192, rope_base=500_000.0, tie_embeddings=True,
     ),  # 1,235,814,400 parameters
-    # Small shapes for a CPU, with GPT-2's vocabulary so they read and write GPT-2's tokens.
+    # Small shapes for a CPU, with GPT-2's vocabulary, to read and write GPT-2's tokens.
     "llama-nano": LlamaConfig(
-        vocab_size=50257, context_length=64, emb_dim=64, n_layers=2, n_heads=4, n_kv_groups=2, hidden_dim=172, tie_embeddings=True
+        vocab_size=50257, context_length=64, emb_dim=64, n_layers=2, n_heads=4,
+        n_kv_groups=2, hidden_dim=172, tie_embeddings=True,
     ),
     "llama-micro": LlamaConfig(
-        vocab_size=50257, context_length=128, emb_dim=128, n_layers=4, n_heads=4, n_kv_groups=2, hidden_dim=344, tie_embeddings=True
+        vocab_size=50257, context_length=128, emb_dim=128, n_layers=4, n_heads=4,
+        n_kv_groups=2, hidden_dim=344, tie_embeddings=True,
     ),
-}
-
-
-def coerce_config(config: GPTConfig | LlamaConfig | Mapping[str, Any] | str) -> GPTConfig | LlamaConfig:
-    """A GPT's or a Llama's config: from either, a preset name of either, or a dict (appendix B).
-
-    A dict with ``n_kv_groups`` is a Llama's, any other a GPT's. For the functions that
-    take both, such as `gptcourse.flops.count_flops`.
-    """
-    if isinstance(config, (GPTConfig, LlamaConfig)):
-        return config
-    if isinstance(config, str):
-        one_of("preset", config, [*GPT_PRESETS, *GPT_ALIASES, *PRESETS])
-        return LlamaConfig.from_preset(config) if config in PRESETS else GPTConfig.from_preset(config)
-    if isinstance(config, Mapping) and "n_kv_groups" in config:
-        return LlamaConfig.coerce(config)
-    return GPTConfig.coerce(config)
+}  # fmt: skip
 
 
 class RMSNorm(nn.Module):
-    """`LayerNorm` without the mean and the shift: x / rms(x) · scale (Zhang & Sennrich 2019; appendix B).
+    """`LayerNorm` without mean and shift: x / rms(x) · scale (Zhang & Sennrich 2019).
 
     rms(x) = √(mean(x²) + ε) over each token's vector. Computed in float32 whatever the
-    input's dtype (a bf16 sum of squares loses the small components), as Hugging Face does.
+    input's dtype (a bf16 sum of squares loses the small components), as Hugging Face
+    does (appendix B).
     """
 
     def __init__(self, emb_dim: int, eps: float = 1e-5):
@@ -170,92 +173,115 @@ class RMSNorm(nn.Module):
         return self.scale * normed.to(x.dtype)
 
 
-def rope_angles(head_dim: int, context_length: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of RoPE's angles, each (context_length, head_dim), in float32 (appendix B).
+def rope_angles(
+    head_dim: int, context_length: int, base: float = 10_000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of RoPE's angles, (context_length, head_dim) each (appendix B).
 
     Pair i of a head (dimensions i and i + head_dim/2, Hugging Face's layout) turns by
     position · base^(-2i/head_dim) radians: the first pairs fast, the last ones slowly.
-    float32, because the angles reach context_length radians: in bf16 (8 significant bits)
-    an angle near 4,000 would be off by up to 8 radians.
+    float32, because the angles reach context_length radians: in bf16 (8 significant
+    bits) an angle near 4,000 would be off by up to 8 radians.
     """
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (hd/2,)
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
+    inv_freq = 1.0 / (base**exponents)  # (hd/2,)
     positions = torch.arange(context_length, dtype=torch.float32)
     angles = positions[:, None] * inv_freq[None, :]  # (T, hd/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, hd): the same angle for dimension i and i + hd/2
+    # (T, hd): the same angle for dimension i and i + hd/2
+    angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90° turn of every pair."""
+    """(x1, x2) -> (-x2, x1), the halves of the last dimension: each pair turns 90°."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([-x2, x1], dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate every pair (x_i, x_{i+hd/2}) of `x` (B, heads, T, hd) by its position's angle (appendix B).
+    """Turn pair (x_i, x_{i+hd/2}) of `x` (B, heads, T, hd) by its angle (appendix B).
 
     `cos` and `sin` are (T, hd), rows for the positions of x's tokens.
     """
     return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
-# scaled_dot_product_attention shares key/value heads itself from torch 2.5 (enable_gqa).
+# From torch 2.5, scaled_dot_product_attention shares key/value heads (enable_gqa).
 _SDPA_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
 
 
 class GroupedQueryAttention(nn.Module):
-    """Causal attention with `n_kv_groups` key/value heads shared by `n_heads` query heads (appendix B).
+    """Causal attention: `n_kv_groups` key/value heads, `n_heads` queries (appendix B).
 
-    n_kv_groups = n_heads is chapter 4's multi-head attention; 1 is multi-query attention.
-    Queries and keys are rotated by RoPE; values are not. ``attention="manual"`` computes
-    the attention matrix with explicit matmuls (what chapter 9 counts), ``"sdpa"`` with
+    n_kv_groups = n_heads is chapter 4's multi-head attention; 1 is multi-query
+    attention. Queries and keys are rotated by RoPE; values are not. With a `KVCache`,
+    `x` holds the tokens after the cached ones, as in `gptcourse.attention`.
+    ``attention="manual"`` uses explicit matmuls (chapter 9 counts them), ``"sdpa"``
     PyTorch's fused kernel.
     """
 
-    def __init__(self, emb_dim: int, n_heads: int, n_kv_groups: int, attention: str = "sdpa"):
+    def __init__(
+        self, emb_dim: int, n_heads: int, n_kv_groups: int, attention: str = "sdpa"
+    ):
         super().__init__()
         self.n_heads, self.n_kv_groups = n_heads, n_kv_groups
-        self.head_dim = emb_dim // n_heads
+        self.head_dim = hd = emb_dim // n_heads
         self.attention = one_of("attention", attention, ("sdpa", "manual"))
-        self.W_query = nn.Linear(emb_dim, n_heads * self.head_dim, bias=False)
-        self.W_key = nn.Linear(emb_dim, n_kv_groups * self.head_dim, bias=False)  # n_kv_groups heads, not n_heads
-        self.W_value = nn.Linear(emb_dim, n_kv_groups * self.head_dim, bias=False)
-        self.out_proj = nn.Linear(n_heads * self.head_dim, emb_dim, bias=False)
+        self.W_query = nn.Linear(emb_dim, n_heads * hd, bias=False)
+        self.W_key = nn.Linear(emb_dim, n_kv_groups * hd, bias=False)  # n_kv_groups
+        self.W_value = nn.Linear(emb_dim, n_kv_groups * hd, bias=False)  # heads only
+        self.out_proj = nn.Linear(n_heads * hd, emb_dim, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         b, num_tokens, _ = x.shape  # (B, T, d)
-        q = self.W_query(x).view(b, num_tokens, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.W_key(x).view(b, num_tokens, self.n_kv_groups, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        v = self.W_value(x).view(b, num_tokens, self.n_kv_groups, self.head_dim).transpose(1, 2)
+        q = self.W_query(x).view(b, num_tokens, self.n_heads, self.head_dim)
+        k = self.W_key(x).view(b, num_tokens, self.n_kv_groups, self.head_dim)
+        v = self.W_value(x).view(b, num_tokens, self.n_kv_groups, self.head_dim)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # heads first
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:  # keys are cached rotated: a token's position never changes
+        if cache is not None:  # cached rotated: a token's position never changes
             k, v = cache.update(layer, k, v)  # (B, nkv, T_cached + T, hd)
         context = self.attend(q, k, v)  # (B, nh, T, hd)
-        return self.out_proj(context.transpose(1, 2).reshape(b, num_tokens, self.n_heads * self.head_dim))
+        context = context.transpose(1, 2).reshape(b, num_tokens, -1)  # (B, T, nh·hd)
+        return self.out_proj(context)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(mask(Q Kᵀ) / √hd) V, query head j reading key/value head j // group_size."""
+        """softmax(mask(Q Kᵀ) / √hd) V; query head j reads key/value head j // group."""
         num_queries, num_keys = q.shape[-2], k.shape[-2]
         group = self.n_heads // self.n_kv_groups
         if self.attention == "sdpa":
-            # is_causal aligns the mask top-left; new tokens after cached ones are the *last* rows, so
-            # they get an explicit mask (as chapter 8's cache does); a single new token sees everything.
+            # is_causal aligns the mask top-left; new tokens after cached ones are the
+            # *last* rows, so they get an explicit mask; a single new token sees all.
             causal = num_queries == num_keys and num_queries > 1
-            mask = None if causal or num_queries == 1 else visible_keys(num_queries, num_keys, q.device)
+            mask = None
+            if not causal and num_queries > 1:
+                mask = visible_keys(num_queries, num_keys, q.device)
             if _SDPA_GQA:
-                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=group > 1)
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-        # Each key/value head serves `group` query heads in a row: copy it that many times.
-        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, nh, S, hd)
+                return F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=group > 1
+                )
+            k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal
+            )
+        # Each key/value head serves `group` query heads in a row: copy it that often.
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         scores = q @ k.transpose(2, 3)  # (B, nh, T, S)
-        scores = scores.masked_fill(~visible_keys(num_queries, num_keys, q.device), float("-inf"))
+        future = causal_mask(num_queries, q.device, num_keys=num_keys)
+        scores = scores.masked_fill(future, float("-inf"))
         weights = torch.softmax(scores / math.sqrt(self.head_dim), dim=-1)
         return weights @ v  # (B, nh, T, hd)
 
 
 class SwiGLU(nn.Module):
-    """The gated feed-forward: W_down(silu(W_gate x) ⊙ W_up x), no biases (Shazeer 2020; appendix B)."""
+    """The gated feed-forward W_down(silu(W_gate x) ⊙ W_up x) (Shazeer 2020; app. B)."""
 
     def __init__(self, emb_dim: int, hidden_dim: int):
         super().__init__()
@@ -264,20 +290,30 @@ class SwiGLU(nn.Module):
         self.W_down = nn.Linear(hidden_dim, emb_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.W_down(F.silu(self.W_gate(x)) * self.W_up(x))  # (B, T, hidden) -> (B, T, d)
+        # (B, T, d) -> (B, T, hidden) -> (B, T, d)
+        return self.W_down(F.silu(self.W_gate(x)) * self.W_up(x))
 
 
 class LlamaBlock(nn.Module):
-    """Pre-norm block, as GPT's: x + attention(norm(x)), then x + feed_forward(norm(x)) (appendix B)."""
+    """Pre-norm, as GPT's: x + attention(norm(x)), then x + ff(norm(x)) (appendix B)."""
 
     def __init__(self, cfg: LlamaConfig, attention: str = "sdpa"):
         super().__init__()
         self.norm1 = RMSNorm(cfg.emb_dim, cfg.norm_eps)
-        self.att = GroupedQueryAttention(cfg.emb_dim, cfg.n_heads, cfg.n_kv_groups, attention)
+        self.att = GroupedQueryAttention(
+            cfg.emb_dim, cfg.n_heads, cfg.n_kv_groups, attention
+        )
         self.norm2 = RMSNorm(cfg.emb_dim, cfg.norm_eps)
         self.ff = SwiGLU(cfg.emb_dim, cfg.hidden_dim)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         x = x + self.att(self.norm1(x), cos, sin, cache, layer)  # (B, T, d)
         return x + self.ff(self.norm2(x))
 
@@ -285,21 +321,25 @@ class LlamaBlock(nn.Module):
 class Llama(nn.Module):
     """A Llama-style language model (appendix B).
 
-    >>> model = Llama("llama-nano")                 # a preset name, a LlamaConfig, or a dict
+    >>> model = Llama("llama-nano")          # a preset name, a LlamaConfig, or a dict
     >>> logits = model(torch.tensor([[15496, 11, 995]]))   # (batch, tokens, vocab)
 
-    ``attention="sdpa"`` (the default) uses PyTorch's fused kernel; ``"manual"`` explicit
-    matmuls, which `FlopCounterMode` counts. RoPE's cos and sin are buffers computed once
-    from the config, not parameters: non-persistent, so they are not in the ``state_dict``
-    (nor in Hugging Face's checkpoints).
+    ``attention="manual"`` uses explicit matmuls, which `FlopCounterMode` counts. RoPE's
+    cos and sin are non-persistent buffers: computed from the config, not in the
+    ``state_dict`` (nor in Hugging Face's checkpoints).
     """
 
-    def __init__(self, config: LlamaConfig | Mapping[str, Any] | str, attention: str = "sdpa"):
+    def __init__(
+        self, config: LlamaConfig | Mapping[str, Any] | str, attention: str = "sdpa"
+    ):
         super().__init__()
         cfg = LlamaConfig.coerce(config)
         self.config, self.attention = cfg, attention
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)  # no pos_emb: positions enter as RoPE's rotations
-        self.trf_blocks = nn.ModuleList(LlamaBlock(cfg, attention) for _ in range(cfg.n_layers))
+        # No pos_emb: positions enter as RoPE's rotations.
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.trf_blocks = nn.ModuleList(
+            LlamaBlock(cfg, attention) for _ in range(cfg.n_layers)
+        )
         self.final_norm = RMSNorm(cfg.emb_dim, cfg.norm_eps)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
@@ -319,26 +359,34 @@ class Llama(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (batch, tokens, vocab_size) for token ids (batch, tokens) (appendix B).
+        """Logits (batch, tokens, vocab) for token ids (batch, tokens) (appendix B).
 
-        With a `cache`, `idx` are the tokens that follow the cached ones: their positions
-        start at ``len(cache)``, their keys and values join the cache. Only shapes are
-        checked (values are checked where ids enter: `generate`), so it runs on the meta device.
+        With a `cache`, `idx` holds the tokens after the cached ones: their positions
+        start at ``len(cache)``, their keys and values join the cache, as in `GPT`. Only
+        shapes are checked (ids are checked where they enter), so it runs on meta.
         """
         if idx.dim() != 2:
-            raise ValueError(f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; use idx.unsqueeze(0) for one sequence.")
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}.")
-        start = 0 if cache is None else len(cache)
-        end = start + idx.shape[1]
-        if cache is not None and len(cache.keys) != len(self.trf_blocks):
-            raise ValueError(f"cache has {len(cache.keys)} layers but the model has {len(self.trf_blocks)}; use KVCache(config.n_layers).")
-        if end > self.config.context_length:
             raise ValueError(
-                f"{start} cached + {idx.shape[1]} new tokens pass the model's context_length, {self.config.context_length}. "
-                "Crop the input to the last context_length tokens (generate() does this for you)."
+                f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; "
+                "use idx.unsqueeze(0) for one sequence."
             )
-        cos, sin = self.cos[start:end], self.sin[start:end]  # (T, hd): the angles of these positions
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise TypeError(
+                f"idx must hold integer token ids (torch.long), got {idx.dtype}."
+            )
+        num_tokens, context_length = idx.shape[1], self.config.context_length
+        if num_tokens > context_length:
+            raise ValueError(
+                f"idx has {num_tokens} tokens, more than the model's context_length, "
+                f"{context_length}. Crop it to the last context_length tokens "
+                "(generate() does this for you)."
+            )
+        start = 0
+        if cache is not None:  # the positions go on from the cached tokens
+            cache.check_room(self.config.n_layers, num_tokens, context_length)
+            start = len(cache)
+        end = start + num_tokens
+        cos, sin = self.cos[start:end], self.sin[start:end]  # (T, hd): these positions
         x = self.tok_emb(idx)  # (B, T, d)
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, cos, sin, cache, layer)
@@ -354,14 +402,14 @@ class Llama(nn.Module):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> torch.Tensor:
-        """Token ids (tokens,) or (batch, tokens), followed by up to `max_new_tokens` more (appendix B).
+        """Token ids (tokens,) or (batch, tokens), then up to `max_new_tokens` more.
 
-        `gptcourse.generate.generate` does the work (checks, cropping, sampling, eos); with
-        ``use_cache=True`` it is handed a `CachedLlama`, which keeps a `KVCache` between steps.
+        Chapter 8's `gptcourse.generate.generate` does the work, with a `KVCache` when
+        ``use_cache=True``, as for `GPT` (appendix B).
         """
-        model = CachedLlama(self) if use_cache else self
-        options = dict(temperature=temperature, top_k=top_k, eos_id=eos_id, generator=generator)
-        return generate(model, idx, max_new_tokens, use_cache=False, **options)
+        options = dict(temperature=temperature, top_k=top_k, eos_id=eos_id)
+        options.update(generator=generator, use_cache=use_cache)
+        return generate(self, idx, max_new_tokens, **options)
 
     @classmethod
     def from_hf_checkpoint(cls, path: str | Path, attention: str = "sdpa") -> Llama:
@@ -369,31 +417,18 @@ class Llama(nn.Module):
         return from_hf_checkpoint(path, attention)
 
 
-class CachedLlama(nn.Module):
-    """A `Llama` that remembers keys and values between calls: each call runs only the new tokens (appendix B).
-
-    To `gptcourse.generate.generate` it looks like a model: ``self(idx)`` gives the logits
-    of idx's last tokens. When idx extends the ids seen before, only the tokens after them
-    run; otherwise (a new text, or a window that slid past the context length, which moves
-    every position) the cache is cleared and idx runs whole, as chapter 8's generation does.
-    """
-
-    def __init__(self, model: Llama):
-        super().__init__()
-        self.model, self.config = model, model.config
-        self.cache = KVCache(model.config.n_layers)
-        self.seen: torch.Tensor | None = None  # the ids whose keys and values the cache holds
-        self.train(model.training)  # generate() restores this mode on exit: keep the model's
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        n = len(self.cache)
-        extends = self.seen is not None and n < idx.shape[1] and torch.equal(idx[:, :n], self.seen)
-        if not extends:
-            self.cache.clear()
-            n = 0
-        logits = self.model(idx[:, n:], cache=self.cache)  # (B, T_new, vocab)
-        self.seen = idx
-        return logits
+# The Llama's FLOP and parameter counts (gptcourse.llama_flops) plug into chapter 9's
+# count_flops and num_parameters here, so that the core never imports this appendix.
+register_family(
+    ModelFamily(
+        config_class=LlamaConfig,
+        model_class=Llama,
+        presets=PRESETS,
+        mapping_key="n_kv_groups",  # a dict with it describes a Llama; any other a GPT
+        flop_count=llama_flop_count,
+        parameter_counts=llama_parameter_counts,
+    )
+)
 
 
 def kv_cache_bytes(cache: KVCache) -> int:
@@ -401,10 +436,13 @@ def kv_cache_bytes(cache: KVCache) -> int:
     return sum(t.nbytes for t in (*cache.keys, *cache.values) if t is not None)
 
 
-def kv_cache_bytes_per_token(config: LlamaConfig | GPTConfig | Mapping[str, Any] | str, dtype: torch.dtype = torch.bfloat16) -> int:
-    """KV-cache bytes per token: 2 (K and V) · n_layers · key/value heads · head_dim · bytes (appendix B).
+def kv_cache_bytes_per_token(
+    config: LlamaConfig | GPTConfig | Mapping[str, Any] | str,
+    dtype: torch.dtype = torch.bfloat16,
+) -> int:
+    """KV-cache bytes per token: 2 (K, V) · n_layers · kv heads · head_dim · bytes.
 
-    A `GPTConfig` has n_heads key/value heads (multi-head attention).
+    A `GPTConfig` has n_heads key/value heads: multi-head attention (appendix B).
     """
     cfg = coerce_config(config)
     kv_heads = cfg.n_kv_groups if isinstance(cfg, LlamaConfig) else cfg.n_heads
@@ -412,13 +450,12 @@ def kv_cache_bytes_per_token(config: LlamaConfig | GPTConfig | Mapping[str, Any]
 
 
 def from_hf_checkpoint(path: str | Path, attention: str = "sdpa") -> Llama:
-    """A `Llama` holding a Hugging Face ``LlamaForCausalLM`` checkpoint's weights, in eval mode (appendix B).
+    """A `Llama` with a Hugging Face Llama checkpoint's weights, eval mode (appendix B).
 
-    `path` is a directory with ``config.json`` and ``model.safetensors`` (or shards listed in
-    ``model.safetensors.index.json``), as ``save_pretrained`` writes or the hub serves. Read
-    with `safetensors` only. Unsupported settings, and tensors that are missing, left over
-    or misshapen, raise `CheckpointError` naming them. bf16 weights are loaded into float32
-    parameters; ``.to(torch.bfloat16)`` afterwards halves the memory.
+    `path` is a directory with ``config.json`` and ``model.safetensors`` (or shards
+    listed in ``model.safetensors.index.json``), read with `safetensors` only. Settings
+    it cannot run, and missing, extra or misshapen tensors, raise `CheckpointError`.
+    Weights load in float32; ``.to(torch.bfloat16)`` halves the memory.
     """
     hf_config = llama_weights.read_hf_config(path)
     try:
@@ -426,9 +463,12 @@ def from_hf_checkpoint(path: str | Path, attention: str = "sdpa") -> Llama:
     except CheckpointError as err:
         raise CheckpointError(f"{Path(path) / 'config.json'}: {err}") from None
     model = Llama(config, attention=attention)
-    state, source = llama_weights.hf_to_ours(read_tensors(path), config.n_layers, config.tie_embeddings)
+    tensors, tied = read_tensors(path), config.tie_embeddings
+    state, source = llama_weights.hf_to_ours(tensors, config.n_layers, tied)
     wrong = shape_mismatches(state, source, model.state_dict())
     if wrong:
-        raise CheckpointError("Tensors whose shape does not fit config.json's sizes: " + "; ".join(wrong) + ".")
+        wrong = "; ".join(wrong)
+        message = f"Tensors whose shape does not fit config.json's sizes: {wrong}."
+        raise CheckpointError(message)
     model.load_state_dict(state)
     return model.eval()

@@ -1,9 +1,11 @@
 """What a Llama multiplies, and how many parameters it has: the sizes `gptcourse.flops` counts (appendix B).
 
 `llama_matmuls` lists every matmul of one forward pass of ``Llama(config,
-attention="manual")``, as (copies, m, k, n); `gptcourse.flops.count_flops` turns them into
-FLOPs (2·m·k·n each, ×3 for training) and checks, in the tests, equal `FlopCounterMode`'s
-count. The two changes that move FLOPs, against GPT-2's layer at the same width d:
+attention="manual")``, as (copies, m, k, n); `llama_flop_count` turns them into FLOPs
+(2·m·k·n each, ×3 for training), equal to `FlopCounterMode`'s count (the tests check it).
+`gptcourse.llama` registers both counts with `gptcourse.flops.register_family`, so that
+`count_flops` and `num_parameters` take a Llama's config while the core never imports
+this appendix. The two changes that move FLOPs, against GPT-2's layer at the same width d:
 
 * grouped-query attention: the key and value projections are d × (n_kv_groups · head_dim)
   instead of d × d. The attention matrix itself is unchanged: every *query* head still
@@ -16,7 +18,13 @@ element, not matmuls: `FlopCounterMode` counts none of them, and neither do we.
 
 from __future__ import annotations
 
-from .llama import LlamaConfig
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .flops import PassTotals, matmul_flops
+
+# The configs these take are `gptcourse.llama.LlamaConfig`s, typed `Any` here: `gptcourse.llama`
+# imports this module to register the counts, so this one cannot import it back.
 
 # The per-layer components, in the order a token meets them, with readable names.
 LLAMA_LAYER_COMPONENTS: dict[str, str] = {
@@ -31,7 +39,7 @@ LLAMA_LAYER_COMPONENTS: dict[str, str] = {
 }
 
 
-def llama_matmuls(config: LlamaConfig, batch_size: int, seq_len: int) -> dict[str, tuple[int, int, int, int]]:
+def llama_matmuls(config: Any, batch_size: int, seq_len: int) -> dict[str, tuple[int, int, int, int]]:
     """Each component's matmuls in one forward pass, as (copies, m, k, n): per layer, then ``lm_head`` once.
 
     B·T tokens, width d, n_heads query heads of hd dimensions, n_kv_groups key/value heads.
@@ -51,7 +59,7 @@ def llama_matmuls(config: LlamaConfig, batch_size: int, seq_len: int) -> dict[st
     }
 
 
-def llama_parameter_counts(config: LlamaConfig) -> dict[str, int]:
+def llama_parameter_counts(config: Any) -> dict[str, int]:
     """N in the senses of `gptcourse.flops.num_parameters`, for a Llama (appendix B).
 
     ``"matmul"``: the matrices that multiply activations, the head included once (tied or
@@ -67,3 +75,44 @@ def llama_parameter_counts(config: LlamaConfig) -> dict[str, int]:
     embedding = 0 if c.tie_embeddings else c.vocab_size * d
     total = matmul + norms + embedding
     return {"all": total, "no_position": total, "non_embedding": total - c.vocab_size * d, "matmul": matmul}
+
+
+@dataclass(frozen=True)
+class LlamaFlopCount(PassTotals):
+    """FLOPs of one pass of a Llama (appendix B), component by component, as `FlopCount`'s.
+
+    The layer components are per layer, ``lm_head`` once; ``training=True`` is forward +
+    backward (3× forward).
+    """
+
+    layer_components: ClassVar[dict[str, str]] = LLAMA_LAYER_COMPONENTS
+
+    config: Any
+    batch_size: int
+    seq_len: int
+    training: bool
+    q_proj: int  # x (B·T×d) @ W_query (d×d)
+    kv_proj: int  # x @ W_key and x @ W_value, each (d × n_kv_groups·hd): GQA's saving
+    attn_scores: int  # Q (T×hd) @ Kᵀ (hd×T), for each of B·n_heads query heads
+    attn_values: int  # weights (T×T) @ V (T×hd), for each of B·n_heads query heads
+    out_proj: int  # context (B·T×d) @ W_out (d×d)
+    ff_gate: int  # (B·T×d) @ (d×hidden)
+    ff_up: int  # (B·T×d) @ (d×hidden)
+    ff_down: int  # (B·T×hidden) @ (hidden×d)
+    lm_head: int  # (B·T×d) @ (d×vocab), tied or not
+
+    def matmul_shapes(self) -> dict[str, str]:
+        """Each component's matmul, written out with this pass's sizes."""
+        matmuls = llama_matmuls(self.config, self.batch_size, self.seq_len)
+        return {
+            name: f"{copies} × ({m}×{k})·({k}×{n})" if copies > 1 else f"({m}×{k})·({k}×{n})"
+            for name, (copies, m, k, n) in matmuls.items()
+        }
+
+
+def llama_flop_count(config: Any, batch_size: int, seq_len: int, training: bool) -> LlamaFlopCount:
+    """`count_flops` for a Llama: each of `llama_matmuls` at 2·m·k·n, ×3 when training."""
+    passes = 3 if training else 1  # backward = 2 × forward, matmul by matmul
+    matmuls = llama_matmuls(config, batch_size, seq_len)
+    flops = {name: passes * copies * matmul_flops(m, k, n) for name, (copies, m, k, n) in matmuls.items()}
+    return LlamaFlopCount(config=config, batch_size=batch_size, seq_len=seq_len, training=training, **flops)

@@ -1,17 +1,11 @@
 """Hugging Face Llama checkpoints, read into and written from our `Llama` (appendix B).
 
-A ``LlamaForCausalLM`` checkpoint is a ``config.json`` and one or more ``*.safetensors``
-files (sharded ones listed in ``model.safetensors.index.json``). Its linear layers are
-`nn.Linear` like ours, so, unlike GPT-2's Conv1D (chapter 8), nothing is transposed or
-split: `LAYOUT` renames, and that is all. Nor are the query and key weights permuted for
-RoPE: our `gptcourse.llama.apply_rope` rotates the two *halves* of each head (Hugging
-Face's ``rotate_half`` convention) rather than neighbouring pairs (Meta's original code),
-and Hugging Face's conversion script already permuted the weights for that convention.
-
-Settings our model does not implement (RoPE scaling, biases, another activation, a head
-width other than emb_dim / n_heads) are errors, never silently different numbers. This
-module works on plain dicts and state dicts; it never imports `gptcourse.llama` (which
-imports it).
+Their linear layers are `nn.Linear` like ours, so, unlike GPT-2's Conv1D (chapter 8),
+nothing is transposed or split: `LAYOUT` renames. Nor are query and key permuted for
+RoPE: `gptcourse.llama.apply_rope` turns the two *halves* of each head, Hugging Face's
+``rotate_half`` convention, for which their conversion script permuted the weights.
+Settings our model lacks (RoPE scaling, biases, another activation) are errors, never
+silently different numbers. Plain dicts only: `gptcourse.llama` imports this module.
 """
 
 from __future__ import annotations
@@ -48,7 +42,7 @@ LAYOUT: dict[str, str] = {
     "model.norm.weight": "final_norm.scale",
     "lm_head.weight": "out_head.weight",  # absent when tied: then it *is* embed_tokens
 }
-# Buffers some older checkpoints saved next to the weights: RoPE's frequencies, recomputed from the config.
+# Buffers some older checkpoints hold: RoPE's frequencies, which we compute instead.
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 # config.json's names for the sizes `LlamaConfig` requires.
 _HF_SIZES = {
@@ -75,55 +69,71 @@ def _layout(n_layers: int, tie_embeddings: bool) -> dict[str, str]:
 def rope_theta(hf_config: Mapping[str, Any]) -> float:
     """RoPE's base from a config.json, refusing any RoPE scaling (appendix B).
 
-    transformers 5 writes ``"rope_parameters": {"rope_type": "default", "rope_theta": ...}``;
+    transformers 5 writes ``"rope_parameters": {"rope_type": ..., "rope_theta": ...}``;
     transformers 4 wrote ``"rope_theta"`` and ``"rope_scaling"`` at the top level.
     """
     params = dict(hf_config.get("rope_parameters") or {})
     scaling = hf_config.get("rope_scaling") or {}
-    kind = params.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    kind = params.get("rope_type", kind)
     if kind != "default":
         raise CheckpointError(
-            f"RoPE scaling of type {kind!r} is not implemented: our RoPE is the plain one (rope_type 'default'). "
-            "Models such as Llama 3.1/3.2 stretch RoPE's long wavelengths ('llama3'); their shapes can still be "
-            "counted with a LlamaConfig, but their weights would compute different numbers here."
+            f"RoPE scaling of type {kind!r} is not implemented: our RoPE is the plain "
+            "one (rope_type 'default'). Models such as Llama 3.1/3.2 stretch RoPE's "
+            "long wavelengths ('llama3'); their shapes can still be counted with a "
+            "LlamaConfig, but their weights would compute different numbers here."
         )
     if hf_config.get("rope_interleaved", False):
-        raise CheckpointError("rope_interleaved=True: our RoPE rotates the two halves of each head (rotate_half), not neighbouring pairs.")
+        raise CheckpointError(
+            "rope_interleaved=True: our RoPE rotates the two halves of each head "
+            "(rotate_half), not neighbouring pairs."
+        )
     return float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0)))
 
 
 def config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of our `LlamaConfig`, from a Hugging Face Llama ``config.json`` as a dict (appendix B).
+    """Our `LlamaConfig`'s fields from a Hugging Face ``config.json`` (appendix B).
 
     A plain dict, so that this module need not import `gptcourse.llama`:
     ``LlamaConfig(**config_from_hf(json.load(f)))``.
     """
     missing = [key for key in _HF_SIZES if key not in hf_config]
     if missing:
-        raise CheckpointError(f"The Llama config is missing {', '.join(missing)}; a Llama config.json gives all of {', '.join(_HF_SIZES)}.")
+        raise CheckpointError(
+            f"The Llama config is missing {', '.join(missing)}; a Llama config.json "
+            f"gives all of {', '.join(_HF_SIZES)}."
+        )
     if hf_config.get("model_type", "llama") != "llama":
-        raise CheckpointError(f"This is a {hf_config['model_type']!r} checkpoint; from_hf_checkpoint reads model_type 'llama'.")
+        raise CheckpointError(
+            f"This is a {hf_config['model_type']!r} checkpoint; from_hf_checkpoint "
+            "reads model_type 'llama'."
+        )
     if hf_config.get("hidden_act", "silu") != "silu":
-        raise CheckpointError(f"hidden_act={hf_config['hidden_act']!r}; our SwiGLU uses SiLU ('silu').")
+        act = hf_config["hidden_act"]
+        raise CheckpointError(f"hidden_act={act!r}; our SwiGLU uses SiLU ('silu').")
     for key in ("attention_bias", "mlp_bias"):
         if hf_config.get(key, False):
             raise CheckpointError(f"{key}=True: our Llama has no biases.")
     hidden, heads = hf_config["hidden_size"], hf_config["num_attention_heads"]
     head_dim = hf_config.get("head_dim") or hidden // heads
     if head_dim * heads != hidden:
-        raise CheckpointError(f"head_dim={head_dim} with {heads} heads is not hidden_size={hidden}: our heads are hidden_size // n_heads wide.")
+        raise CheckpointError(
+            f"head_dim={head_dim} with {heads} heads is not hidden_size={hidden}: "
+            "our heads are hidden_size // n_heads wide."
+        )
     fields = {ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()}
     return {
         **fields,
         "n_kv_groups": hf_config.get("num_key_value_heads") or heads,
         "rope_base": rope_theta(hf_config),
-        "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),  # transformers' default: untied
-        "norm_eps": float(hf_config.get("rms_norm_eps", 1e-6)),  # transformers' default
+        # transformers' defaults: untied, ε = 1e-6
+        "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
+        "norm_eps": float(hf_config.get("rms_norm_eps", 1e-6)),
     }
 
 
 def config_to_hf(config: Any) -> dict[str, Any]:
-    """The Hugging Face ``config.json`` (as a dict) of our `LlamaConfig` `config` (appendix B).
+    """The Hugging Face ``config.json``, as a dict, of our `LlamaConfig` (appendix B).
 
     ``transformers.LlamaConfig(**config_to_hf(config))`` builds their Llama at our size.
     """
@@ -143,12 +153,14 @@ def config_to_hf(config: Any) -> dict[str, Any]:
     }
 
 
-def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int, tie_embeddings: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A Llama checkpoint's tensors renamed into our `Llama`'s ``state_dict`` (appendix B).
+def hf_to_ours(
+    tensors: Mapping[str, torch.Tensor], n_layers: int, tie_embeddings: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A Llama checkpoint's tensors renamed into our `Llama`'s ``state_dict`` (app. B).
 
-    Returns the state dict and, for each of its names, the checkpoint's name it came from.
-    Raises `CheckpointError` naming every tensor that is missing or left over. With tied
-    embeddings the head is the token embedding; a stored ``lm_head.weight`` must equal it.
+    Returns the state dict and, for each of its names, the checkpoint's name. Raises
+    `CheckpointError` naming every tensor missing or left over. With tied embeddings
+    the head is the token embedding; a stored ``lm_head.weight`` must equal it.
     """
     remaining = {k: v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
     head = remaining.pop("lm_head.weight", None) if tie_embeddings else None
@@ -161,48 +173,70 @@ def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int, tie_embedding
         else:
             missing.append(theirs)
     if tie_embeddings:
-        tie_head(state, source, head, "lm_head.weight differs from embed_tokens.weight, but config.json says tie_word_embeddings=true.")
-    check_complete(missing, remaining, f"a {n_layers}-layer Llama with {'tied' if tie_embeddings else 'untied'} embeddings")
+        differs = (
+            "lm_head.weight differs from embed_tokens.weight, but config.json says "
+            "tie_word_embeddings=true."
+        )
+        tie_head(state, source, head, differs)
+    tied = "tied" if tie_embeddings else "untied"
+    what = f"a {n_layers}-layer Llama with {tied} embeddings"
+    check_complete(missing, remaining, what)
     return state, source
 
 
-def ours_to_hf(state: Mapping[str, torch.Tensor], n_layers: int, tie_embeddings: bool) -> dict[str, torch.Tensor]:
-    """Our `Llama`'s ``state_dict`` under Hugging Face's names: `hf_to_ours` read backwards (appendix B)."""
-    return {theirs: state[ours].detach().cpu().contiguous() for theirs, ours in _layout(n_layers, tie_embeddings).items()}
+def ours_to_hf(
+    state: Mapping[str, torch.Tensor], n_layers: int, tie_embeddings: bool
+) -> dict[str, torch.Tensor]:
+    """Our `Llama`'s ``state_dict`` under Hugging Face's names (appendix B)."""
+    layout = _layout(n_layers, tie_embeddings)
+    return {hf: state[ours].detach().cpu().contiguous() for hf, ours in layout.items()}
 
 
 def read_hf_config(path: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of the checkpoint directory `path`, as a dict (appendix B)."""
+    """The ``config.json`` of the checkpoint directory `path`, a dict (appendix B)."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"No checkpoint directory at {path}: give the directory that holds config.json and the .safetensors files.")
+        raise FileNotFoundError(
+            f"No checkpoint directory at {path}: give the directory that holds "
+            "config.json and the .safetensors files."
+        )
     config_file = path / "config.json"
     if not config_file.exists():
-        raise FileNotFoundError(f"No config.json in {path}: a Llama checkpoint needs it for its sizes (heads, key/value heads, RoPE base).")
+        raise FileNotFoundError(
+            f"No config.json in {path}: a Llama checkpoint needs it for its sizes "
+            "(heads, key/value heads, RoPE base)."
+        )
     return read_json(config_file)
 
 
 def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write our `Llama` as a Hugging Face checkpoint: ``config.json`` and ``model.safetensors`` (appendix B).
+    """Our `Llama` as a Hugging Face ``config.json`` and ``model.safetensors`` (app. B).
 
-    ``gptcourse.llama.from_hf_checkpoint`` and ``transformers.LlamaForCausalLM.from_pretrained``
-    both read it.
+    Both `gptcourse.llama.from_hf_checkpoint` and ``transformers`` read it.
     """
     cfg = model.config
-    return write_hf_checkpoint(directory, config_to_hf(cfg), ours_to_hf(model.state_dict(), cfg.n_layers, cfg.tie_embeddings))
+    tensors = ours_to_hf(model.state_dict(), cfg.n_layers, cfg.tie_embeddings)
+    return write_hf_checkpoint(directory, config_to_hf(cfg), tensors)
 
 
 def is_cached(repo: str, cache_dir: str | Path | None = None) -> bool:
-    """Are `repo`'s ``config.json`` and ``model.safetensors`` in the Hugging Face cache? No network (appendix B)."""
+    """Is `repo`'s checkpoint in the Hugging Face cache? Never online (appendix B)."""
     return hub_checkpoint_cached(repo, cache_dir)
 
 
-def download_checkpoint(repo: str = "HuggingFaceTB/SmolLM2-135M", cache_dir: str | Path | None = None, local_files_only: bool = False) -> Path:
-    """The directory of `repo`'s ``config.json`` and ``model.safetensors``: the cache, else the hub (appendix B).
+def download_checkpoint(
+    repo: str = "HuggingFaceTB/SmolLM2-135M",
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """The directory of `repo`'s ``config.json`` and ``model.safetensors`` (appendix B).
 
-    Offline it fails in seconds, as chapter 8's `gptcourse.weights.download` does, with what to download and where.
+    From the Hugging Face cache, else the hub. Offline it fails in seconds, as chapter
+    8's `gptcourse.weights.download` does, saying what to download and where.
     """
-    return download_hub_checkpoint(repo, cache_dir, local_files_only, what_to_do=lambda reason: _what_to_do(repo, reason))
+    return download_hub_checkpoint(
+        repo, cache_dir, local_files_only, what_to_do=lambda why: _what_to_do(repo, why)
+    )
 
 
 def _what_to_do(repo: str, reason: str) -> str:
@@ -210,6 +244,7 @@ def _what_to_do(repo: str, reason: str) -> str:
         f"Could not get {repo}: {reason}. With a network, run\n"
         f"    from huggingface_hub import hf_hub_download\n"
         f"    for f in {FILES!r}: hf_hub_download({repo!r}, f)\n"
-        f"or download https://huggingface.co/{repo}/resolve/main/config.json and model.safetensors into one "
-        "directory and load it with gptcourse.llama.from_hf_checkpoint('that/directory')."
+        f"or download https://huggingface.co/{repo}/resolve/main/config.json and "
+        "model.safetensors into one directory and load it with "
+        "gptcourse.llama.from_hf_checkpoint('that/directory')."
     )

@@ -1,29 +1,26 @@
-"""How much memory a training step needs, and the largest batch that fits (chapter 10).
+"""How much memory a training step needs, estimated from the shapes (chapter 10).
 
 A step holds the weights, their gradients and AdamW's two moments (4 + 4 + 8 bytes per
 parameter in fp32), the activations autograd saves for the backward pass, and, when the
-backward starts, the loss's (B, T, vocab) tensors. `estimate_memory` adds these up from the
-shapes; `measure_saved_activations` checks the activations on any device;
-`find_max_batch_size` tries real steps on a GPU (several, to reach steady state), or searches
-on the estimate elsewhere. `attention_benchmark_memory` sizes chapter 4's attention timing.
+backward starts, the loss's (B, T, vocab) tensors. `estimate_memory` adds these up;
+`measure_saved_activations` checks the activations on any device;
+`attention_benchmark_memory` sizes chapter 4's attention timing. What fits where, and the
+largest batch, are in `gptcourse.gpu_budget`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .checks import one_of, optional_positive_int, positive_int
+from .checks import one_of, positive_int
 from .config import GPTConfig
 from .device import autocast, autocast_dtype
 from .flops import batch_shape, model_config, num_parameters
-from .gpu_budget import SAFETY_FRACTION, available_memory, host_memory_available, is_out_of_memory, release_memory
-from .timing import make_train_step, synchronize
 from .train import cross_entropy_loss
 
 ATTENTION_KINDS = ("sdpa", "manual")
@@ -185,120 +182,3 @@ def attention_benchmark_memory(
     else:
         activations += b * h * t * 4
     return MemoryEstimate(weights, weights if training else 0, 0, activations, 0)
-
-
-def find_max_batch_size(
-    model: torch.nn.Module,
-    config: GPTConfig | Mapping[str, Any] | str | None = None,
-    seq_len: int | None = None,
-    dtype: torch.dtype | None = None,
-    memory_budget: int | None = None,
-    max_batch_size: int = 4096,
-    by: str | None = None,
-    steps: int = 3,
-) -> int:
-    """The largest batch whose training step fits in memory (0 if not even 1 fits).
-
-    Defined in chapter 10. The search: batch 1, 2, 4, ... until one does not fit, then a
-    binary search between the last that fit and the first that did not; never more than
-    ``max_batch_size``. Whether a batch fits is decided one of two ways:
-
-    ``by="running"`` (the default on a CUDA GPU with no ``memory_budget``): real training
-    steps, ``steps`` of them (default 3). One is not enough: AdamW allocates its two moments
-    at the first ``step()``, and a step's gradients are still alive during the next
-    forward, so memory peaks in the second step (a single-step trial picks batches that
-    crash later). Every allocation failure (`gptcourse.gpu_budget.is_out_of_memory`: PyTorch's,
-    cuBLAS's and cuDNN's) means "does not fit"; any other error propagates. Between trials
-    the step, its optimizer and the model's gradients are dropped and the CUDA cache emptied.
-
-    ``by="estimate"`` (the default elsewhere): the largest batch whose `estimate_memory`
-    fits ``memory_budget``: by default, on a GPU, `SAFETY_FRACTION` of the memory free now;
-    elsewhere half the RAM now available.
-    """
-    cfg = model_config(model, config)
-    _, seq_len = batch_shape(cfg, 1, seq_len)
-    max_batch_size = positive_int("max_batch_size", max_batch_size)
-    steps = positive_int("steps", steps)
-    memory_budget = optional_positive_int("memory_budget", memory_budget)
-    device = next(model.parameters()).device
-    dtype = autocast_dtype(device) if dtype is None else dtype
-    if by is None:
-        by = "running" if device.type == "cuda" and memory_budget is None else "estimate"
-    one_of("by", by, ("running", "estimate"))
-
-    if by == "running":
-        if memory_budget is not None:
-            raise ValueError("memory_budget is for by='estimate'; by='running' tries real steps against the memory there is.")
-        if device.type == "meta":
-            raise ValueError("by='running' needs a model with real weights; a meta-device model has only shapes: use by='estimate'.")
-
-        def fits(batch: int) -> bool:
-            return _fits_by_running(model, batch, seq_len, dtype, steps)
-
-    else:
-        if memory_budget is not None:
-            budget = memory_budget
-        elif device.type == "cuda":
-            budget = int(SAFETY_FRACTION * available_memory(device))
-        else:
-            budget = host_memory_available() // 2
-        attention = attention_of(model)
-
-        def fits(batch: int) -> bool:
-            return estimate_memory(cfg, batch, seq_len, dtype, attention, device.type).total <= budget
-
-    if not fits(1):
-        return 0
-    good, bad = 1, None
-    while bad is None and good < max_batch_size:  # grow: 1, 2, 4, ...
-        trial = min(2 * good, max_batch_size)
-        if fits(trial):
-            good = trial
-        else:
-            bad = trial
-    while bad is not None and bad - good > 1:  # then halve the gap
-        middle = (good + bad) // 2
-        if fits(middle):
-            good = middle
-        else:
-            bad = middle
-    return good
-
-
-def _allocate_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Make the optimizer allocate its state now, as a real run has it from its first update.
-
-    fp16's gradient scaler skips ``optimizer.step()`` while the scaled gradients overflow,
-    which is common in the first steps: a trial of a few steps could then end before AdamW
-    has allocated anything. An update of zero gradients (the trial's lr is 0) allocates it.
-    """
-    for p in model.parameters():
-        if p.requires_grad:
-            p.grad = torch.zeros_like(p)
-    optimizer.step()
-    model.zero_grad(set_to_none=True)
-
-
-def _fits_by_running(model: torch.nn.Module, batch: int, seq_len: int, dtype: torch.dtype, steps: int) -> bool:
-    """True if `steps` training steps of this batch run; False if one runs out of memory."""
-    device = next(model.parameters()).device
-    inputs = step = None
-    try:
-        inputs = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
-        step = make_train_step(model, inputs, inputs, dtype)
-        _allocate_optimizer_state(model, step.optimizer)
-        for _ in range(steps):  # the previous step's gradients are alive in each forward from step 2 on
-            step()
-        synchronize(device)  # a GPU reports a failed kernel only when waited for
-        return True
-    except Exception as error:
-        if not is_out_of_memory(error):  # only memory errors mean "does not fit"
-            raise
-        # The traceback's frames hold the failed step's activations (and, through its function,
-        # the optimizer's state): clear them and drop the traceback, so that they are freed now.
-        traceback.clear_frames(error.__traceback__)
-        error.__traceback__ = None
-        return False
-    finally:
-        inputs = step = None  # the step holds the optimizer and its state: drop both
-        release_memory(model)

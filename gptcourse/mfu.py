@@ -25,7 +25,7 @@ import torch
 
 from .checks import finite_number, non_negative_int, positive_int
 from .config import GPTConfig
-from .device import autocast_dtype
+from .device import GIB, autocast_dtype, device_name
 from .flops import batch_shape, count_flops, model_config
 from .memory import attention_of, estimate_memory
 from .peaks import datasheet_peak, matmul_precision
@@ -88,7 +88,7 @@ class TrainingMeasurement:
         measure_peak: bool = False,
         peak_memory: int | None = None,
     ) -> TrainingMeasurement:
-        """The measurement of training steps timed elsewhere (e.g. by `gptcourse.peers.compare`).
+        """The measurement of training steps timed elsewhere (e.g. by `gptcourse.timing.compare`).
 
         MFU is taken against ``peak`` when given, else the datasheet peak for the precision
         (a GPU in `gptcourse.peaks.PEAKS`), else a measured matmul peak (a CPU, or a GPU
@@ -102,7 +102,7 @@ class TrainingMeasurement:
         device = next(model.parameters()).device
         dtype = autocast_dtype(device) if dtype is None else dtype
         precision = matmul_precision(device, dtype)
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        name = device_name(device)
         needs_measured = device.type != "cuda" or measure_peak or (peak is None and datasheet_peak(name, precision) is None)
         measured = measure_peak_flops(device, dtype) if needs_measured else None
         denominator, source = choose_peak(name, precision, measured, peak)
@@ -170,7 +170,7 @@ class TrainingMeasurement:
                 "than these matmuls; measure_peak_flops(..., refresh=True) measures it again)"
             )
         if self.peak_memory is not None:
-            lines.append(f"  peak memory {self.peak_memory / 2**30:.2f} GiB (estimate {self.estimated_memory / 2**30:.2f} GiB)")
+            lines.append(f"  peak memory {self.peak_memory / GIB:.2f} GiB (estimate {self.estimated_memory / GIB:.2f} GiB)")
         return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""The GPT-2 model: layer norm, GELU, feed-forward, the transformer block (chapter 5), and `GPT` (chapter 6)."""
+"""GPT-2: LayerNorm, GELU, FeedForward, the block (chapter 5) and `GPT` (chapter 6)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import weights
 from .attention import ATTENTION_CLASSES
 from .checks import one_of
 from .config import GPTConfig
 from .generate import check_token_ids, generate, text_to_token_ids, token_ids_to_text
+from .kv_cache import KVCache
+
+Config = GPTConfig | Mapping[str, Any] | str  # a GPTConfig, a dict or a preset name
 
 
 class LayerNorm(nn.Module):
-    """Normalise each token's vector to mean 0 and variance 1, then scale and shift (chapter 5).
+    """Each token's vector to mean 0, variance 1, then scaled and shifted (chapter 5).
 
-    Chapter 5 writes this out with `mean` and `var`; here we call the fused kernel that
-    computes the same thing (a test checks they agree), because it is faster.
+    Chapter 5 writes it with `mean` and `var`; PyTorch's fused kernel computes the same
+    (a test checks it), faster.
     """
 
     def __init__(self, emb_dim: int, eps: float = 1e-5):
@@ -38,7 +40,7 @@ class LayerNorm(nn.Module):
 class GELU(nn.Module):
     """GELU with the tanh approximation GPT-2 was trained with (chapter 5).
 
-    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), computed by PyTorch's fused kernel.
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), computed by a fused kernel.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +63,10 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: x + attention(norm(x)), then x + feed_forward(norm(x)) (chapter 5)."""
+    """Pre-norm: x + attention(norm(x)), then x + feed_forward(norm(x)) (chapter 5).
+
+    `cache` and `layer` are passed to the attention: chapter 8's KV cache.
+    """
 
     def __init__(self, cfg: GPTConfig, attention: str = "sdpa"):
         super().__init__()
@@ -78,8 +83,10 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_shortcut(self.att(self.norm1(x)))  # (B, T, d)
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        x = x + self.drop_shortcut(self.att(self.norm1(x), cache, layer))  # (B, T, d)
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
@@ -91,11 +98,10 @@ class GPT(nn.Module):
     >>> logits = model(torch.tensor([[15496, 11, 995]]))   # (batch, tokens, vocab)
 
     ``attention="sdpa"`` (the default) uses PyTorch's fused attention kernel;
-    ``attention="manual"`` computes the attention matrix explicitly, so that every FLOP
-    is a visible matmul (chapter 9 counts them).
+    ``"manual"`` explicit matmuls, every FLOP visible (chapter 9 counts them).
     """
 
-    def __init__(self, config: GPTConfig | Mapping[str, Any] | str, attention: str = "sdpa"):
+    def __init__(self, config: Config, attention: str = "sdpa"):
         super().__init__()
         cfg = GPTConfig.coerce(config)
         self.config = cfg
@@ -103,7 +109,9 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
-        self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, attention) for _ in range(cfg.n_layers))
+        self.trf_blocks = nn.ModuleList(
+            TransformerBlock(cfg, attention) for _ in range(cfg.n_layers)
+        )
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         # Weight tying (as in GPT-2): the output head reuses the token embedding matrix,
@@ -124,32 +132,44 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_parameters(self, exclude_position_embeddings: bool = False) -> int:
-        """Parameters, each counted once: the tied head shares the token embedding (chapter 6)."""
-        n = sum(p.numel() for p in self.parameters())  # parameters() yields a shared tensor once
+        """Parameters, each counted once: the tied head is the embedding (chapter 6)."""
+        n = sum(p.numel() for p in self.parameters())  # a shared tensor counts once
         return n - self.pos_emb.weight.numel() if exclude_position_embeddings else n
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (batch, tokens, vocab_size) for token ids of shape (batch, tokens) (chapter 6).
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (batch, tokens, vocab_size) for token ids (batch, tokens) (chapter 6).
 
-        Only the shape and dtype are checked, never the values: reading them would stop a
-        GPU to wait for the answer at every step. Ids are checked where they enter
-        (`generate`, the tokenizer, `GPTDataset`).
+        Only shapes are checked: reading the ids' values would make a GPU wait at every
+        step (they are checked where they enter: `generate`, the tokenizer, the data).
+        With a `cache` (chapter 8), `idx` holds the tokens after the cached ones: their
+        positions start at ``len(cache)`` and their keys and values join the cache.
         """
         if idx.dim() != 2:
-            raise ValueError(f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; use idx.unsqueeze(0) for one sequence.")
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}.")
-        _, num_tokens = idx.shape
-        if num_tokens > self.config.context_length:
             raise ValueError(
-                f"idx has {num_tokens} tokens but the model's context_length is {self.config.context_length}. "
-                "Crop it to the last context_length tokens (generate() does this for you)."
+                f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; "
+                "use idx.unsqueeze(0) for one sequence."
             )
-        positions = torch.arange(num_tokens, device=idx.device)
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise TypeError(
+                f"idx must hold integer token ids (torch.long), got {idx.dtype}."
+            )
+        _, num_tokens = idx.shape
+        context_length = self.config.context_length
+        if num_tokens > context_length:
+            raise ValueError(
+                f"idx has {num_tokens} tokens but the model's context_length is "
+                f"{context_length}. Crop it to the last context_length tokens "
+                "(generate() does this for you)."
+            )
+        start = 0
+        if cache is not None:  # chapter 8: the positions go on from the cached tokens
+            cache.check_room(self.config.n_layers, num_tokens, context_length)
+            start = len(cache)
+        positions = torch.arange(start, start + num_tokens, device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
         x = self.drop_emb(x)
-        for block in self.trf_blocks:
-            x = block(x)  # (B, T, d)
+        for layer, block in enumerate(self.trf_blocks):
+            x = block(x, cache, layer)  # (B, T, d)
         x = self.final_norm(x)
         return self.out_head(x)  # (B, T, vocab)
 
@@ -163,44 +183,57 @@ class GPT(nn.Module):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
     ) -> str | torch.Tensor:
-        """Continue `prompt` by up to `max_new_tokens` tokens with `gptcourse.generate.generate` (chapters 6 and 8).
+        """`prompt` continued by up to `max_new_tokens` tokens (chapters 6 and 8).
 
-        A string prompt returns a string (prompt and continuation); a tensor of ids of
-        shape (tokens,) or (batch, tokens) returns ids of the same rank, prompt included.
-        The other arguments are `gptcourse.generate.generate`'s.
+        A string gives a string (prompt and continuation); ids of shape (tokens,) or
+        (batch, tokens) give ids of the same rank. The other arguments are those of
+        `gptcourse.generate.generate`, which does the work.
         """
-        options = dict(temperature=temperature, top_k=top_k, eos_id=eos_id, generator=generator, use_cache=use_cache)
+        options = dict(temperature=temperature, top_k=top_k, eos_id=eos_id)
+        options.update(generator=generator, use_cache=use_cache)
         vocab_size = self.config.vocab_size
-        if isinstance(prompt, str):
-            ids = text_to_token_ids(prompt)
-            if ids.numel() and ids.max() >= vocab_size:
-                raise ValueError(f"prompt has GPT-2 tokens outside this model's vocabulary ({vocab_size}); pass token ids.")
-            return token_ids_to_text(generate(self, check_token_ids(ids, vocab_size, "prompt"), max_new_tokens, **options))
-        return generate(self, check_token_ids(prompt, vocab_size, "prompt"), max_new_tokens, **options)
+        if not isinstance(prompt, str):
+            ids = check_token_ids(prompt, vocab_size, "prompt")
+            return generate(self, ids, max_new_tokens, **options)
+        ids = text_to_token_ids(prompt)
+        if ids.numel() and ids.max() >= vocab_size:
+            raise ValueError(
+                f"prompt has GPT-2 tokens outside this model's vocabulary "
+                f"({vocab_size}); pass token ids."
+            )
+        ids = check_token_ids(ids, vocab_size, "prompt")
+        return token_ids_to_text(generate(self, ids, max_new_tokens, **options))
 
     @classmethod
     def from_hf_checkpoint(
-        cls, path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None, attention: str = "sdpa"
+        cls, path: str | Path, config: Config | None = None, attention: str = "sdpa"
     ) -> GPT:
-        """A `GPT` holding the weights of a Hugging Face GPT-2 checkpoint, in eval mode (chapter 8).
+        """A `GPT` holding a Hugging Face GPT-2 checkpoint's weights, in eval mode.
 
-        `path` is a directory with ``config.json`` and ``model.safetensors`` (what
-        ``GPT2LMHeadModel.save_pretrained`` writes, or a hub download), or a ``.safetensors``
-        file alone, whose size must then be given as `config` (a preset name, a `GPTConfig`
-        or a dict). Keys with or without the ``transformer.`` prefix are accepted. A tensor
-        that is missing, left over or of the wrong shape raises `CheckpointError` naming it.
+        `path` is a directory with ``config.json`` and ``model.safetensors`` (as
+        ``save_pretrained`` writes them), or a ``.safetensors`` file whose size is then
+        `config`. A tensor missing, extra or misshapen is a `CheckpointError` (ch. 8).
         """
+        from . import weights  # GPT-2's checkpoint layout: only read when one is loaded
+
         model = cls(weights.checkpoint_config(path, config), attention=attention)
         return weights.load_hf_weights(model, path).eval()
 
     @classmethod
     def from_pretrained(
-        cls, name: str = "gpt2", cache_dir: str | Path | None = None, local_files_only: bool = False, attention: str = "sdpa"
+        cls,
+        name: str = "gpt2",
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        attention: str = "sdpa",
     ) -> GPT:
-        """OpenAI's GPT-2 weights (`name`: "gpt2", "gpt2-medium", "gpt2-large" or "gpt2-xl") (chapter 8).
+        """OpenAI's GPT-2: "gpt2", "gpt2-medium", "gpt2-large" or "gpt2-xl" (chapter 8).
 
-        Downloads ``model.safetensors`` and ``config.json`` from the Hugging Face hub once
-        (into its cache; ``local_files_only=True`` never touches the network). Offline, it
-        fails within seconds, and the error says what to download and where.
+        Downloads ``model.safetensors`` and ``config.json`` from the Hugging Face hub
+        once (``local_files_only=True`` never goes online). Offline it fails within
+        seconds, saying what to download and where.
         """
-        return cls.from_hf_checkpoint(weights.download(name, cache_dir, local_files_only), attention=attention)
+        from . import weights  # GPT-2's checkpoint layout: only read when one is loaded
+
+        path = weights.download(name, cache_dir, local_files_only)
+        return cls.from_hf_checkpoint(path, attention=attention)

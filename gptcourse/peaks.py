@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .checks import finite_number
+from .device import device_name
 
 TERA = 1e12
 
@@ -228,21 +229,19 @@ def match_device(device_name: str) -> str | None:
     return None
 
 
-def _device_name(device_name: torch.device | str) -> str:
+def _device_name(given: torch.device | str) -> str:
     """A GPU's marketing name for a device ("cuda", "cuda:1"); any other string as given."""
-    if isinstance(device_name, torch.device) or re.fullmatch(r"(cuda|cpu|mps)(:\d+)?", str(device_name)):
-        device = torch.device(device_name)
-        if device.type != "cuda":
-            return device.type
-        if not torch.cuda.is_available():
+    if isinstance(given, torch.device) or re.fullmatch(r"(cuda|cpu|mps)(:\d+)?", str(given)):
+        device = torch.device(given)
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(
-                f"device_name={str(device_name)!r} names a CUDA device, but there is no CUDA GPU here "
+                f"device_name={str(given)!r} names a CUDA device, but there is no CUDA GPU here "
                 "(torch.cuda.is_available() is False). Pass the GPU's name instead, e.g. "
                 "peak_flops('Tesla T4', 'fp16'), or measure this machine's matmul peak with "
                 "gptcourse.timing.measure_peak_flops()."
             )
-        return torch.cuda.get_device_name(device)
-    return str(device_name)
+        return device_name(device)
+    return str(given)
 
 
 def device_peaks(device_name: torch.device | str) -> DevicePeaks:

@@ -1,24 +1,21 @@
-"""Chapter 10's measuring API in one place: a thin re-export of the modules that hold it.
+"""The SPEC's short spelling of chapter 10's measuring API, re-exported (chapter 10).
 
-Each idea has its own module: datasheet peaks (`gptcourse.peaks`), timing
-(`gptcourse.timing`), memory (`gptcourse.memory`), tokens/s and MFU (`gptcourse.mfu`),
-recorded GPU rows (`gptcourse.results`), and the comparison with other implementations
-(`gptcourse.peers`). This module keeps the short spelling working:
+Each idea has its own module: peaks (`gptcourse.peaks`), timing (`gptcourse.timing`),
+memory (`gptcourse.memory`, `gptcourse.gpu_budget`), tokens/s and MFU (`gptcourse.mfu`).
+This one keeps the spelling a reader of the original project expects:
 
-    >>> from gptcourse.perf import measure_throughput, peak_flops
+    >>> from gptcourse.perf import measure_throughput
     >>> tokens_per_second, mfu = measure_throughput(model, config, batch_size=32)
 """
 
-from .memory import MemoryEstimate, estimate_memory, find_max_batch_size, measure_saved_activations
+from .gpu_budget import find_max_batch_size
+from .memory import MemoryEstimate, estimate_memory, measure_saved_activations
 from .mfu import TrainingMeasurement, measure_throughput, measure_training
 from .peaks import PEAKS, DevicePeaks, UnknownDeviceError, autocast_precision, match_device, matmul_precision, peak_flops, precision_key
-from .results import RESULT_FIELDS, RESULTS_FILE, load_results, record_result
 from .timing import make_train_step, measure_bandwidth, measure_peak_flops, synchronize, time_calls
 
 __all__ = [
     "PEAKS",
-    "RESULTS_FILE",
-    "RESULT_FIELDS",
     "DevicePeaks",
     "MemoryEstimate",
     "TrainingMeasurement",
@@ -26,7 +23,6 @@ __all__ = [
     "autocast_precision",
     "estimate_memory",
     "find_max_batch_size",
-    "load_results",
     "make_train_step",
     "match_device",
     "matmul_precision",
@@ -37,7 +33,6 @@ __all__ = [
     "measure_training",
     "peak_flops",
     "precision_key",
-    "record_result",
     "synchronize",
     "time_calls",
 ]

@@ -1,9 +1,9 @@
-"""Measurements recorded on GPUs, kept as data (chapter 10).
+"""Measurements recorded on GPUs, kept as data, read back (chapter 10).
 
-The development machines have no GPU. Where one is available, ``make gpu`` runs the
-benchmarks there with ``--record``, and they append rows to the CSV files of
-``gptcourse/results/``, which ship with the package; chapter 10 shows the rows with their
-device, date, torch version and command. One `ResultsTable` per file:
+The development machines have no GPU. Where one is available, ``make gpu`` appends rows to
+the CSV files of ``gptcourse/results/`` (``benchmarks/recording.py`` writes them), which ship
+with the package; chapter 10 and appendix A show the rows with their device, date, torch
+version and command. One `ResultsTable` per file:
 
 - `MFU_RESULTS`, ``gpu_mfu.csv``: ``benchmarks/mfu.py --record``, our GPT beside the peers;
 - `LADDER_RESULTS`, ``ladder.csv``: ``benchmarks/ladder.py --record``, the optimisation ladder;
@@ -15,14 +15,8 @@ device, date, torch version and command. One `ResultsTable` per file:
 from __future__ import annotations
 
 import csv
-import os
-import shlex
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from .gpu_budget import MEMORY_CAP_VARIABLE
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -41,27 +35,6 @@ class ResultsTable:
             return []
         with open(path, newline="") as f:
             return [row for row in csv.DictReader(f) if any(row.values())]
-
-    def record(self, row: Mapping[str, Any], path: str | Path | None = None) -> Path:
-        """Append one row (with a header if the file is new); ``path`` appends to another file."""
-        path = Path(path) if path is not None else self.path
-        fields = list(self.fields)
-        unknown = set(row) - set(fields)
-        if unknown:
-            raise ValueError(f"row: unknown result field(s) {sorted(unknown)}; the file has: {fields}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or path.stat().st_size == 0
-        if not new:
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), [])
-            if header != fields:
-                raise ValueError(f"path: {path} has the columns {header}, not {fields}; record into a new file.")
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in fields})
-        return path
 
 
 MFU_RESULTS = ResultsTable(
@@ -134,30 +107,3 @@ DDP_RESULTS = ResultsTable(
         "command",
     ),
 )
-
-# The names chapter 10 and benchmarks/mfu.py have always used, for the MFU table.
-RESULTS_FILE = MFU_RESULTS.path
-RESULT_FIELDS = list(MFU_RESULTS.fields)
-
-
-def load_results(path: str | Path | None = None) -> list[dict[str, str]]:
-    """The rows recorded by ``benchmarks/mfu.py --record`` (an empty list if none yet); chapter 10."""
-    return MFU_RESULTS.load(path)
-
-
-def record_result(row: Mapping[str, Any], path: str | Path | None = None) -> Path:
-    """Append one measurement to the MFU results file (with a header if the file is new); chapter 10."""
-    return MFU_RESULTS.record(row, path)
-
-
-def load_ladder(path: str | Path | None = None) -> list[dict[str, str]]:
-    """The rungs recorded by ``benchmarks/ladder.py --record`` (an empty list if none yet); chapter 10."""
-    return LADDER_RESULTS.load(path)
-
-
-def command_line(script: str, argv: Sequence[str]) -> str:
-    """How a recorded row was made, as a person would type it again: ``python SCRIPT ARGS``,
-    after ``GPTCOURSE_GPU_MEMORY_GIB=...`` when the process ran capped (chapter 10)."""
-    command = " ".join(["python", script, *(shlex.quote(a) for a in argv)])
-    cap = os.environ.get(MEMORY_CAP_VARIABLE, "").strip()
-    return f"{MEMORY_CAP_VARIABLE}={shlex.quote(cap)} {command}" if cap else command

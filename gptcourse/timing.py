@@ -4,18 +4,21 @@ Three things go wrong when timing GPU work: the first calls are slow (kernel sel
 allocator growth, AdamW's state), the host only *queues* kernels (read the clock after
 synchronizing, or let CUDA events timestamp the GPU's own work), and one sample is noise.
 `time_calls` does all three right; `make_train_step` is the training step everything in
-chapter 10 times; `measure_peak_flops` and `measure_bandwidth` measure what the device
-can reach, for MFU on a CPU and for the roofline.
+chapter 10 times; `compare` times several models side by side, fairly (in rounds whose
+order rotates); `measure_peak_flops` and `measure_bandwidth` measure what the device can
+reach, for MFU on a CPU and for the roofline.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from .checks import non_negative_int, optional_positive_int, positive_int
 from .device import autocast, get_device, needs_grad_scaler
@@ -72,7 +75,7 @@ def make_train_step(
     """One training step (forward, loss, backward, AdamW) as a function of no arguments.
 
     Defined in chapter 10. `model(inputs)` must return logits (B, T, vocab): other
-    libraries' models are adapted to that in `gptcourse.peers`. The loss is
+    libraries' models are adapted to that in ``benchmarks/peers.py``. The loss is
     `gptcourse.train.cross_entropy_loss`, under autocast in `dtype`. ``lr=0`` by default:
     the optimizer does all its work, but measuring does not change the weights. fp16 gets
     a gradient scaler, as it would in training. ``fused=True`` runs AdamW's update as a
@@ -154,3 +157,91 @@ def measure_bandwidth(device: torch.device | str | None = None, n_bytes: int = 2
     dst = torch.empty_like(src)
     times = time_calls(lambda: dst.copy_(src), device, repeats=repeats)
     return 2 * src.numel() * 4 / statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Step times of models trained side by side by `compare` (chapter 10).
+
+    ``step_times[name][r]`` holds the times of the steps of round r, in seconds;
+    ``orders[r]`` the order the models ran in that round. The first model is the
+    reference the ratios are taken against.
+    """
+
+    tokens_per_step: int
+    step_times: Mapping[str, tuple[tuple[float, ...], ...]]
+    orders: tuple[tuple[str, ...], ...]
+    peak_memory: Mapping[str, int | None]  # torch.cuda.max_memory_allocated() of each model (GPU only)
+
+    @property
+    def reference(self) -> str:
+        return next(iter(self.step_times))
+
+    def all_step_times(self, name: str) -> list[float]:
+        """Every timed step of one model, round after round."""
+        return [t for times in self.step_times[name] for t in times]
+
+    def tokens_per_second(self, name: str) -> float:
+        """Tokens/s of one model at its median step time over all rounds."""
+        return self.tokens_per_step / statistics.median(self.all_step_times(name))
+
+    def ratios(self, name: str) -> list[float]:
+        """The reference's speed ÷ `name`'s speed, one per round (> 1: the reference is faster)."""
+        return [
+            statistics.median(theirs) / statistics.median(ours)
+            for ours, theirs in zip(self.step_times[self.reference], self.step_times[name], strict=True)
+        ]
+
+    def ratio(self, name: str) -> float:
+        """The median of the per-round `ratios`."""
+        return statistics.median(self.ratios(name))
+
+
+def compare(
+    models: Mapping[str, nn.Module],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    rounds: int = 6,
+    steps_per_round: int = 3,
+    warmup: int = 3,
+    dtype: torch.dtype = torch.float32,
+) -> Comparison:
+    """Time a training step of each model, in rounds whose order rotates; chapter 10.
+
+    Why rounds: on a busy machine the model timed right after another can read a few
+    percent slower; a ratio taken within a round compares measurements made moments apart.
+
+    Every model gets the same step (`make_train_step`: forward, the same loss, backward,
+    AdamW with lr=0, under autocast in `dtype`) on the same `inputs` and `targets`, and
+    `warmup` untimed steps first. Then, for each of `rounds` rounds, each model runs
+    `steps_per_round` timed steps; round r starts with model r mod n and keeps the same
+    cyclic order (A B C, B C A, C A B, ...), so that over a multiple of n rounds every model
+    takes every place equally often. The first model of `models` is the reference of
+    `Comparison.ratios`.
+    """
+    if not models:
+        raise ValueError("models: give at least one model to time, as {name: model}.")
+    rounds, steps_per_round = positive_int("rounds", rounds), positive_int("steps_per_round", steps_per_round)
+    warmup = non_negative_int("warmup", warmup)
+    device = inputs.device
+    names = list(models)
+    steps = {name: make_train_step(model.train(), inputs, targets, dtype) for name, model in models.items()}
+    times: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
+    peak_memory: dict[str, int | None] = dict.fromkeys(names)
+    orders = []
+    try:
+        for name in names:
+            time_calls(steps[name], device, repeats=0, warmup=warmup)
+        for r in range(rounds):
+            order = tuple(names[r % len(names) :] + names[: r % len(names)])
+            orders.append(order)
+            for name in order:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                times[name].append(tuple(time_calls(steps[name], device, repeats=steps_per_round, warmup=0)))
+                if device.type == "cuda":
+                    peak_memory[name] = max(peak_memory[name] or 0, torch.cuda.max_memory_allocated(device))
+    finally:
+        for model in models.values():
+            model.zero_grad(set_to_none=True)
+    return Comparison(inputs.numel(), {n: tuple(t) for n, t in times.items()}, tuple(orders), peak_memory)

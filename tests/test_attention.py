@@ -12,6 +12,7 @@ from gptcourse.attention import (
     SelfAttentionV1,
     SelfAttentionV2,
     causal_mask,
+    visible_keys,
 )
 
 D_IN, D_OUT, CTX, HEADS = 12, 16, 10, 4
@@ -52,6 +53,10 @@ def test_self_attention_sees_the_future_and_agrees_with_causal_on_the_last_token
 
 def test_causal_mask_hides_exactly_the_future():
     assert torch.equal(causal_mask(3), torch.tensor([[False, True, True], [False, False, True], [False, False, False]]))
+    # Two new tokens after three cached ones (chapter 8): token 3 sees 0..3, token 4 all five.
+    after_cache = torch.tensor([[False, False, False, False, True], [False, False, False, False, False]])
+    assert torch.equal(causal_mask(2, num_keys=5), after_cache)
+    assert torch.equal(visible_keys(2, 5), ~after_cache)
 
 
 # ---- chapter 4
@@ -108,7 +113,7 @@ def test_no_mask_is_stored_so_a_long_context_costs_nothing():
 
 
 def test_heads_must_divide():
-    with pytest.raises(ValueError, match=r"d_out \(10\) must be divisible by n_heads \(3\)"):
+    with pytest.raises(ValueError, match=r"emb_dim \(10\) must be divisible by n_heads \(3\)"):
         MultiHeadAttention(D_IN, 10, CTX, drop_rate=0.0, n_heads=3)
     with pytest.raises(ValueError, match="n_heads must be a positive int, got 0"):
         MultiHeadAttentionWrapper(D_IN, D_OUT, CTX, n_heads=0)

@@ -168,11 +168,19 @@ def test_rules_of_thumb(preset):
     exact = count_flops(cfg).per_token
     assert flops_per_token_palm(cfg) == exact  # 6N + 12·L·d·T with N = the matmul weights
     assert flops_per_token_6n(cfg) < exact  # 6N leaves out attention's T×T work
-    causal = causal_flops(cfg)
-    t = cfg.context_length
-    full = count_flops(cfg).attention_matrix
-    assert causal == count_flops(cfg).total - full + full * (t + 1) // (2 * t)
     assert causal_flops(cfg, seq_len=1) == count_flops(cfg, seq_len=1).total  # one token: nothing masked
+
+
+@pytest.mark.parametrize("preset", ["gpt-nano", "gpt2-small"])
+def test_causal_flops_counts_each_query_against_the_keys_it_sees(preset):
+    # Counted query by query, not by the closed form: query i scores i + 1 keys (2·hd FLOPs
+    # each) and mixes as many values, in every head, sequence and layer, 3× for training.
+    cfg = GPTConfig.from_preset(preset)
+    batch, t = 2, 37
+    useful = sum(2 * 2 * cfg.head_dim * (i + 1) for i in range(t))  # scores and values
+    useful *= 3 * batch * cfg.n_heads * cfg.n_layers
+    full = count_flops(cfg, batch, t)
+    assert causal_flops(cfg, batch, t) == full.total - full.attention_matrix + useful
 
 
 @pytest.mark.parametrize("preset", ["gpt2-small", "gpt2-medium", "gpt2-xl"])

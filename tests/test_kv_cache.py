@@ -1,4 +1,5 @@
-"""gptcourse/kv_cache.py: generation with the cache picks exactly the tokens generation without it picks."""
+"""gptcourse/kv_cache.py: `model(idx, cache=cache)` gives the logits of the whole text, and
+generation with the cache picks exactly the tokens generation without it picks."""
 
 import contextlib
 
@@ -6,9 +7,9 @@ import pytest
 import torch
 
 from gptcourse import GPT, GPTConfig
-from gptcourse import kv_cache as kv
+from gptcourse.attention import ATTENTION_CLASSES
 from gptcourse.generate import generate
-from gptcourse.kv_cache import KVCache, forward_with_cache
+from gptcourse.kv_cache import KVCache
 
 CFG = GPTConfig(vocab_size=500, context_length=24, emb_dim=64, n_heads=4, n_layers=2)
 ATTENTIONS = ["sdpa", "manual"]
@@ -25,12 +26,23 @@ def test_forward_in_pieces_equals_forward_at_once(attention):
     idx = torch.randint(0, CFG.vocab_size, (3, 20))
     cache = KVCache(CFG.n_layers)
     with torch.no_grad():
-        pieces = [forward_with_cache(gpt, idx[:, :7], cache), forward_with_cache(gpt, idx[:, 7:15], cache)]  # several queries after a cache
-        pieces += [forward_with_cache(gpt, idx[:, t : t + 1], cache) for t in range(15, 20)]  # then one at a time
+        pieces = [gpt(idx[:, :7], cache=cache), gpt(idx[:, 7:15], cache=cache)]  # several queries after a cache
+        pieces += [gpt(idx[:, t : t + 1], cache=cache) for t in range(15, 20)]  # then one at a time
         whole = gpt(idx)
     assert len(cache) == 20
     assert [tuple(k.shape) for k in cache.keys] == [(3, 4, 20, 16)] * 2 == [tuple(v.shape) for v in cache.values]
     torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_the_attention_module_alone_reads_and_fills_the_cache(attention):
+    torch.manual_seed(0)
+    att = ATTENTION_CLASSES[attention](16, 16, context_length=10, n_heads=2).eval()
+    x = torch.randn(2, 9, 16)
+    cache = KVCache(3)
+    pieces = [att(x[:, :4], cache, layer=2), att(x[:, 4:5], cache, layer=2), att(x[:, 5:], cache, layer=2)]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), att(x), atol=1e-6, rtol=0)
+    assert cache.keys[0] is None and cache.keys[2].shape == (2, 2, 9, 8)  # only the layer it was given
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
@@ -66,32 +78,47 @@ def test_generate_past_the_context_length(attention, prompt_length):
     assert out[True].shape[1] == min(prompt_length, CFG.context_length) + 40
 
 
+def spy_on_forward(monkeypatch, model) -> list[tuple[int, int | None]]:
+    """(tokens run, tokens cached before, or None without a cache) for every call of `model`."""
+    calls = []
+    forward = model.forward
+
+    def spy(idx, cache=None):
+        calls.append((idx.shape[1], None if cache is None else len(cache)))
+        return forward(idx, cache=cache)
+
+    monkeypatch.setattr(model, "forward", spy)
+    return calls
+
+
 def test_the_cache_runs_the_prompt_once_then_one_token_per_step(monkeypatch):
     gpt = GPT(GPTConfig.from_preset("gpt-nano")).eval()
-    calls = []
-    original = kv.forward_with_cache
-
-    def spy(model, idx, cache):
-        calls.append(idx.shape[1])
-        return original(model, idx, cache)
-
-    monkeypatch.setattr("gptcourse.generate.forward_with_cache", spy)
+    calls = spy_on_forward(monkeypatch, gpt)
     text = gpt.generate("Hello, world", max_new_tokens=5)
-    assert calls == [3, 1, 1, 1, 1]
+    assert calls == [(3, 0), (1, 3), (1, 4), (1, 5), (1, 6)]
     calls.clear()
     assert gpt.generate("Hello, world", max_new_tokens=5, use_cache=False) == text
-    assert calls == []  # without the cache, GPT.forward runs the whole text every step
+    assert calls == [(3, None), (4, None), (5, None), (6, None), (7, None)]  # the whole text every step
+
+
+def test_past_the_context_the_cache_restarts_on_the_window(monkeypatch):
+    gpt = model("sdpa")
+    calls = spy_on_forward(monkeypatch, gpt)
+    gpt.generate(torch.zeros(1, 22, dtype=torch.long), max_new_tokens=5)
+    # 22 + 2 fill the context of 24; from then on each step recomputes the last 24 tokens.
+    assert calls == [(22, 0), (1, 22), (1, 23), (24, 0), (24, 0)]
 
 
 def test_cache_overflow_and_layer_mismatch_are_clear_errors():
     gpt = model("sdpa")
     cache = KVCache(CFG.n_layers)
-    forward_with_cache(gpt, torch.zeros(1, 20, dtype=torch.long), cache)
+    gpt(torch.zeros(1, 20, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="The cache holds 20 tokens; 5 more would pass the context length 24"):
-        forward_with_cache(gpt, torch.zeros(1, 5, dtype=torch.long), cache)
+        gpt(torch.zeros(1, 5, dtype=torch.long), cache=cache)
+    assert len(cache) == 20  # the refused tokens left the cache as it was
     cache.clear()
     assert len(cache) == 0
     with pytest.raises(ValueError, match=r"cache has 3 layers but the model has 2; use KVCache\(model.config.n_layers\)"):
-        forward_with_cache(gpt, torch.zeros(1, 5, dtype=torch.long), KVCache(3))
+        gpt(torch.zeros(1, 5, dtype=torch.long), cache=KVCache(3))
     with pytest.raises(ValueError, match="n_layers must be a positive int, got 0"):
         KVCache(0)

@@ -9,15 +9,14 @@ import pytest
 import torch
 
 from gptcourse import GPTConfig, llama_weights
+from gptcourse.flops import coerce_config
 from gptcourse.kv_cache import KVCache
 from gptcourse.llama import (
     PRESETS,
-    CachedLlama,
     Llama,
     LlamaConfig,
     RMSNorm,
     apply_rope,
-    coerce_config,
     from_hf_checkpoint,
     kv_cache_bytes,
     kv_cache_bytes_per_token,
@@ -167,8 +166,8 @@ def test_incremental_decoding_gives_the_full_forward_logits(attention):
     with torch.no_grad():
         full = model(idx)
         cache = KVCache(model.config.n_layers)
-        pieces = [model(idx[:, :11], cache), model(idx[:, 11:12], cache), model(idx[:, 12:20], cache)]
-        pieces += [model(idx[:, t : t + 1], cache) for t in range(20, 30)]
+        pieces = [model(idx[:, :11], cache=cache), model(idx[:, 11:12], cache=cache), model(idx[:, 12:20], cache=cache)]
+        pieces += [model(idx[:, t : t + 1], cache=cache) for t in range(20, 30)]
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
     assert cache.keys[0].shape == (2, 2, 30, 8)  # (batch, n_kv_groups, tokens, head_dim)
 
@@ -188,19 +187,35 @@ def test_cached_generation_equals_uncached_also_past_the_context():
         model.generate(torch.tensor([1, 97]), 2)
 
 
-def test_generation_keeps_the_mode_and_the_cache_restarts_on_new_text():
-    model = Llama(tiny())
+def test_generation_keeps_the_mode_and_runs_one_token_per_step_with_the_cache(monkeypatch):
+    model = Llama(tiny(context_length=8))
     model.train()
-    model.generate(torch.tensor([1, 2, 3]), 2)
+    calls = []
+    forward = model.forward
+
+    def spy(idx, cache=None):
+        calls.append((idx.shape[1], None if cache is None else len(cache)))
+        return forward(idx, cache=cache)
+
+    monkeypatch.setattr(model, "forward", spy)
+    model.generate(torch.tensor([1, 2, 3]), 7)
     assert model.training
-    decoder = CachedLlama(model.eval())
-    with torch.no_grad():
-        first = decoder(torch.tensor([[1, 2, 3]]))
-        decoder(torch.tensor([[1, 2, 3, 4]]))
-        assert len(decoder.cache) == 4
-        again = decoder(torch.tensor([[1, 2, 3]]))  # not an extension of what it saw: starts over
-    assert len(decoder.cache) == 3
-    torch.testing.assert_close(again, first)
+    # The prompt once, then one token per step after the cached ones; past the context
+    # of 8 every position moves, so each step restarts the cache on the last 8 tokens.
+    assert calls == [(3, 0), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (8, 0)]
+    calls.clear()
+    model.generate(torch.tensor([1, 2, 3]), 2, use_cache=False)
+    assert calls == [(3, None), (4, None)]
+
+
+def test_cache_overflow_and_layer_mismatch_are_clear_errors():
+    model = Llama(tiny()).eval()
+    cache = KVCache(3)
+    model(torch.zeros(1, 38, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="The cache holds 38 tokens; 3 more would pass the context length 40"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match=r"cache has 2 layers but the model has 3; use KVCache\(model.config.n_layers\)"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=KVCache(2))
 
 
 @pytest.mark.parametrize("n_kv_groups", [6, 3, 2, 1])
@@ -209,7 +224,7 @@ def test_the_cache_shrinks_by_n_heads_over_n_kv_groups(n_kv_groups):
     model = Llama(cfg).eval()
     cache = KVCache(cfg.n_layers)
     with torch.no_grad():
-        model(torch.randint(0, 97, (1, 25)), cache)
+        model(torch.randint(0, 97, (1, 25)), cache=cache)
     measured = kv_cache_bytes(cache)
     assert measured == 2 * cfg.n_layers * 25 * n_kv_groups * cfg.head_dim * 4  # K and V, fp32
     assert measured == 25 * kv_cache_bytes_per_token(cfg, torch.float32)
@@ -282,8 +297,8 @@ def test_logits_equal_transformers(transformers, case, tmp_path):
             torch.testing.assert_close(model(idx), expected, atol=1e-4, rtol=0, msg=f"{case}, attention={attention}")
     with torch.no_grad():  # and decoding with the cache: the last position's logits
         cache = KVCache(cfg.n_layers)
-        model(idx[:, :-1], cache)
-        torch.testing.assert_close(model(idx[:, -1:], cache)[:, 0], expected[:, -1], atol=1e-4, rtol=0)
+        model(idx[:, :-1], cache=cache)
+        torch.testing.assert_close(model(idx[:, -1:], cache=cache)[:, 0], expected[:, -1], atol=1e-4, rtol=0)
 
 
 def test_sharded_checkpoints_and_transformers_4_configs(transformers, tmp_path):

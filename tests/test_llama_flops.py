@@ -1,4 +1,8 @@
-"""A Llama's analytic FLOP and parameter counts equal what PyTorch counts (gptcourse/llama_flops.py, gptcourse/flops.py)."""
+"""A Llama's analytic FLOP and parameter counts equal what PyTorch counts (gptcourse/llama_flops.py, gptcourse/flops.py).
+
+The Llama's count lives with the Llama and plugs into `count_flops` from there
+(`gptcourse.flops.register_family`): the core never imports the appendix.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import pytest
 import torch
 
 from gptcourse.flops import (
-    LlamaFlopCount,
+    FAMILIES,
     calculate_flops,
     count_flops,
     flop_counter_flops,
@@ -17,7 +21,7 @@ from gptcourse.flops import (
     num_parameters,
 )
 from gptcourse.llama import Llama, LlamaConfig
-from gptcourse.llama_flops import LLAMA_LAYER_COMPONENTS, llama_matmuls
+from gptcourse.llama_flops import LLAMA_LAYER_COMPONENTS, LlamaFlopCount, llama_matmuls
 
 
 def llama(vocab, context, d, layers, heads, kv, hidden, **extra):
@@ -162,3 +166,30 @@ def test_matmul_table_is_the_model():
 def test_calculate_flops_takes_a_llama():
     model = meta_model("smollm2-135m")
     assert calculate_flops(model) == count_flops("smollm2-135m", 1, 8192, training=True).total
+
+
+def test_the_llama_plugs_into_the_core_which_never_imports_it(run_python):
+    # A fresh interpreter: the counts of chapter 9 load without the appendix, and know no
+    # Llama until gptcourse.llama registers it.
+    result = run_python(
+        "import sys\n"
+        "from gptcourse.flops import count_flops\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gptcourse.llama')))\n"
+        "try:\n"
+        "    count_flops('llama-nano')\n"
+        "except ValueError as err:\n"
+        "    print('refused:', err)\n"
+        "import gptcourse.llama\n"
+        "print(type(count_flops('llama-nano')).__name__)\n"
+    )
+    modules, refused, count = result.stdout.strip().splitlines()
+    assert modules == "[]", f"gptcourse.flops imported the appendix: {modules}"
+    assert refused.startswith("refused:") and "llama-nano" in refused
+    assert count == "LlamaFlopCount"
+    assert FAMILIES[LlamaConfig].model_class is Llama
+
+
+def test_a_dict_with_n_kv_groups_is_a_llamas_config():
+    cfg = LlamaConfig(**CASES[0][0])
+    assert count_flops(CASES[0][0], 2, 16) == count_flops(cfg, 2, 16)
+    assert type(meta_model(CASES[0][0])) is Llama

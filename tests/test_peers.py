@@ -1,10 +1,10 @@
-"""The peers (Hugging Face's GPT-2, nanoGPT's model) and the one comparison loop (chapter 10)."""
+"""benchmarks/peers.py: the peers (Hugging Face's GPT-2, nanoGPT's model) built at our config (chapter 10)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +14,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gptcourse import GPT, GPTConfig
 from gptcourse.flops import count_flops, cpu_sdpa_flop_formulas
-from gptcourse.peers import Comparison, compare, hf_gpt2, load_nanogpt, nanogpt_gpt
 from gptcourse.train import cross_entropy_loss
 
 ROOT = Path(__file__).resolve().parents[1]
+# benchmarks/ is a folder of scripts, not a package: its peers.py is loaded from its file.
+_spec = importlib.util.spec_from_file_location("benchmark_peers", ROOT / "benchmarks" / "peers.py")
+peers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(peers)
+hf_gpt2, load_nanogpt, nanogpt_gpt = peers.hf_gpt2, peers.load_nanogpt, peers.nanogpt_gpt
 # A checkout of https://github.com/karpathy/nanoGPT, outside this repository (its code is never copied in).
 NANOGPT = Path(os.environ.get("NANOGPT_PATH", ROOT.parent / "peers" / "nanoGPT"))
 needs_nanogpt = pytest.mark.skipif(not (NANOGPT / "model.py").is_file(), reason=f"no nanoGPT checkout at {NANOGPT} (set NANOGPT_PATH)")
@@ -139,55 +143,3 @@ def test_real_nanogpt_at_our_config():
     torch.testing.assert_close(logits, own_logits)
     torch.testing.assert_close(cross_entropy_loss(logits, targets), own_loss)  # the same loss as nanoGPT's own
     assert flops_counted(peer, idx) == count_flops(TINY, 2, 16).total, "no second loss, no extra matmul"
-
-
-# ---- the comparison loop
-
-
-class Slower(nn.Module):
-    """A model that takes `seconds` longer per forward, and counts its calls."""
-
-    def __init__(self, model: nn.Module, seconds: float):
-        super().__init__()
-        self.model, self.seconds, self.calls = model, seconds, 0
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        time.sleep(self.seconds)
-        return self.model(idx)
-
-
-def test_compare_rotates_the_order_every_round():
-    torch.manual_seed(0)
-    models = {"ours": Slower(GPT(TINY), 0.0), "slow": Slower(GPT(TINY), 0.25), "third": Slower(GPT(TINY), 0.0)}
-    x = torch.randint(0, 101, (2, 16))
-    result = compare(models, x, x, rounds=3, steps_per_round=1, warmup=1)
-    assert result.orders == (("ours", "slow", "third"), ("slow", "third", "ours"), ("third", "ours", "slow"))
-    assert all(m.calls == 1 + 3 * 1 for m in models.values()), "warm-up, then one step a round"
-    assert all(len(result.step_times[name]) == 3 and len(result.all_step_times(name)) == 3 for name in models)
-    assert result.ratio("slow") > 1, "a model 0.25 s slower per step is slower"
-    assert result.ratio("ours") == 1.0 and result.reference == "ours"
-    assert result.peak_memory == {"ours": None, "slow": None, "third": None}  # measured on a GPU only
-
-
-def test_ratios_are_taken_round_by_round():
-    # A machine that slows down between rounds: round 2 is slower for both models alike.
-    result = Comparison(
-        tokens_per_step=10,
-        step_times={"ours": ((1.0, 1.2), (2.0, 2.0)), "them": ((2.0, 2.0), (3.0, 3.0))},
-        orders=(("ours", "them"), ("them", "ours")),
-        peak_memory={"ours": None, "them": None},
-    )
-    assert result.ratios("them") == pytest.approx([2.0 / 1.1, 1.5])
-    assert result.ratio("them") == pytest.approx((2.0 / 1.1 + 1.5) / 2)  # the median of two
-    assert result.tokens_per_second("ours") == pytest.approx(10 / 1.6)  # the median step over all rounds
-
-
-def test_compare_rejects_bad_arguments():
-    x = torch.randint(0, 101, (2, 16))
-    with pytest.raises(ValueError, match="rounds must be a positive int, got 0"):
-        compare({"ours": GPT(TINY)}, x, x, rounds=0)
-    with pytest.raises(ValueError, match="steps_per_round"):
-        compare({"ours": GPT(TINY)}, x, x, steps_per_round=0)
-    with pytest.raises(ValueError, match="models: give at least one model"):
-        compare({}, x, x)

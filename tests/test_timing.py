@@ -7,9 +7,19 @@ import time
 
 import pytest
 import torch
+from torch import nn
 
 from gptcourse import GPT, GPTConfig, timing
-from gptcourse.timing import fused_adamw_supported, make_train_step, measure_bandwidth, measure_peak_flops, synchronize, time_calls
+from gptcourse.timing import (
+    Comparison,
+    compare,
+    fused_adamw_supported,
+    make_train_step,
+    measure_bandwidth,
+    measure_peak_flops,
+    synchronize,
+    time_calls,
+)
 from gptcourse.train import cross_entropy_loss
 
 TINY = GPTConfig(vocab_size=64, context_length=8, emb_dim=16, n_heads=2, n_layers=1)
@@ -106,3 +116,55 @@ def test_an_fp32_peak_measured_with_tf32_is_not_reused_without(monkeypatch):
         assert measure_peak_flops("cpu", torch.float32, n=8) == fp32, "each setting's figure is remembered"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+# ---- compare: several models timed side by side, fairly
+
+
+class Slower(nn.Module):
+    """A model that takes `seconds` longer per forward, and counts its calls."""
+
+    def __init__(self, model: nn.Module, seconds: float):
+        super().__init__()
+        self.model, self.seconds, self.calls = model, seconds, 0
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return self.model(idx)
+
+
+def test_compare_rotates_the_order_every_round():
+    torch.manual_seed(0)
+    models = {"ours": Slower(GPT(TINY), 0.0), "slow": Slower(GPT(TINY), 0.25), "third": Slower(GPT(TINY), 0.0)}
+    x = torch.randint(0, 64, (2, 8))
+    result = compare(models, x, x, rounds=3, steps_per_round=1, warmup=1)
+    assert result.orders == (("ours", "slow", "third"), ("slow", "third", "ours"), ("third", "ours", "slow"))
+    assert all(m.calls == 1 + 3 * 1 for m in models.values()), "warm-up, then one step a round"
+    assert all(len(result.step_times[name]) == 3 and len(result.all_step_times(name)) == 3 for name in models)
+    assert result.ratio("slow") > 1, "a model 0.25 s slower per step is slower"
+    assert result.ratio("ours") == 1.0 and result.reference == "ours"
+    assert result.peak_memory == {"ours": None, "slow": None, "third": None}  # measured on a GPU only
+
+
+def test_ratios_are_taken_round_by_round():
+    # A machine that slows down between rounds: round 2 is slower for both models alike.
+    result = Comparison(
+        tokens_per_step=10,
+        step_times={"ours": ((1.0, 1.2), (2.0, 2.0)), "them": ((2.0, 2.0), (3.0, 3.0))},
+        orders=(("ours", "them"), ("them", "ours")),
+        peak_memory={"ours": None, "them": None},
+    )
+    assert result.ratios("them") == pytest.approx([2.0 / 1.1, 1.5])
+    assert result.ratio("them") == pytest.approx((2.0 / 1.1 + 1.5) / 2)  # the median of two
+    assert result.tokens_per_second("ours") == pytest.approx(10 / 1.6)  # the median step over all rounds
+
+
+def test_compare_rejects_bad_arguments():
+    x = torch.randint(0, 64, (2, 8))
+    with pytest.raises(ValueError, match="rounds must be a positive int, got 0"):
+        compare({"ours": GPT(TINY)}, x, x, rounds=0)
+    with pytest.raises(ValueError, match="steps_per_round"):
+        compare({"ours": GPT(TINY)}, x, x, steps_per_round=0)
+    with pytest.raises(ValueError, match="models: give at least one model"):
+        compare({}, x, x)

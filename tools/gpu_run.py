@@ -16,7 +16,7 @@ The development machines have no GPU; whenever one is at hand, this runs there, 
    every GPU of this machine (``results/ddp.csv``);
 5. on a GPU with more memory free than a T4 (14.5 GiB), steps 1 and 2 again with
    ``GPTCOURSE_GPU_MEMORY_GIB=14.5``: the process capped to a T4's memory
-   (`gptcourse.gpu_budget`), so that every notebook is sized for, and every out-of-memory
+   (`gptcourse.device`), so that every notebook is sized for, and every out-of-memory
    path rehearsed on, a T4. Those rows carry ``memory_cap_gib`` 14.5; the notebooks'
    metadata keeps the uncapped times.
 
@@ -27,7 +27,6 @@ written), saying which device gave them. Without a CUDA GPU it refuses, and says
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -40,10 +39,14 @@ from typing import Any
 import nbformat
 from course import APPENDIX_GLOB, CHAPTER_GLOB  # tools/, beside this file
 
-from gptcourse.gpu_budget import GIB, MEMORY_CAP_VARIABLE, T4_FREE_BYTES
+from gptcourse.device import GIB, MEMORY_CAP_VARIABLE
+from gptcourse.gpu_budget import T4_FREE_BYTES
 from gptcourse.results import NOTEBOOK_RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks' recording, shared with them
+from recording import record, stamp  # noqa: E402
+
 NOTEBOOKS = ROOT / "notebooks"
 T4_CAP_GIB = T4_FREE_BYTES / GIB  # 14.5
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -52,9 +55,10 @@ Runner = Callable[..., subprocess.CompletedProcess]
 # notebooks run: on a T4 they need every byte.
 _PROBE = """
 import json, torch
+from gptcourse.device import device_name
 cuda = torch.cuda.is_available()
 free, total = torch.cuda.mem_get_info() if cuda else (0, 0)
-print(json.dumps({"cuda": cuda, "name": torch.cuda.get_device_name() if cuda else None, "free": free,
+print(json.dumps({"cuda": cuda, "name": device_name("cuda") if cuda else None, "free": free,
                   "total": total, "torch": torch.__version__, "cuda_version": torch.version.cuda}))
 """
 
@@ -108,7 +112,6 @@ def record_notebook(
     passed: bool,
     seconds: float,
     gpu: dict[str, Any],
-    date: str,
     cap_gib: float | None = None,
     results: Path | None = None,
 ) -> dict[str, Any]:
@@ -116,18 +119,15 @@ def record_notebook(
     uncapped run that passed also writes its time into the notebook's metadata."""
     command = f"python -m pytest notebooks/{notebook.name} --nbval-lax --nbval-current-env"
     row = {
-        "date": date,
-        "device": gpu["name"],
+        **stamp(gpu["name"], command if cap_gib is None else f"{MEMORY_CAP_VARIABLE}={cap_gib:g} {command}"),
         "memory_cap_gib": "" if cap_gib is None else f"{cap_gib:g}",
         "notebook": notebook.name,
         "status": "passed" if passed else "failed",
         "seconds": round(seconds, 1),
-        "torch": gpu["torch"],
-        "command": command if cap_gib is None else f"{MEMORY_CAP_VARIABLE}={cap_gib:g} {command}",
     }
-    NOTEBOOK_RESULTS.record(row, results)
+    record(NOTEBOOK_RESULTS, [row], results)
     if passed and cap_gib is None:
-        set_runtime_measured(notebook, runtime_text(seconds, gpu["name"], date, gpu["torch"]))
+        set_runtime_measured(notebook, runtime_text(seconds, row["device"], row["date"], row["torch"]))
     return row
 
 
@@ -170,7 +170,6 @@ def main(
     args = parser.parse_args(argv)
     chosen = select_notebooks(args.notebooks, notebooks_dir)
     gpu = probe_gpu(runner)
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     print(f"make gpu: {gpu['name']}, {gpu['free'] / GIB:.1f} of {gpu['total'] / GIB:.1f} GiB free, torch {gpu['torch']}", flush=True)
     outcomes: list[tuple[str, bool, float]] = []
     for cap in passes(gpu, capped_pass=not args.no_capped_pass):
@@ -183,7 +182,7 @@ def main(
         for notebook in chosen:
             print(f"\n== {notebook.name}{label}", flush=True)
             passed, seconds = run_timed(nbval_command(notebook), env, runner, clock)
-            record_notebook(notebook, passed, seconds, gpu, date, cap, results)
+            record_notebook(notebook, passed, seconds, gpu, cap, results)
             outcomes.append((notebook.name + label, passed, seconds))
         for command in benchmarks(cap):
             print(f"\n== {' '.join(command[1:])}{label}", flush=True)

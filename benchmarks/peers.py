@@ -1,18 +1,12 @@
-"""Our GPT beside the models a reader would pick instead, timed fairly (chapter 10).
+"""The models a reader would pick instead of ours, built at our config (chapter 10).
 
-The peers, built at our config: Hugging Face ``transformers``' GPT-2 (`hf_gpt2`) and
-nanoGPT's ``model.py`` (`nanogpt_gpt`), imported from a checkout of its repository kept
-outside this one (its code is never copied in). Each is adapted to take token ids and
-return logits, so that every model trains with the same step (`gptcourse.timing.
-make_train_step`: the same loss, `gptcourse.train.cross_entropy_loss`, the same AdamW).
+Hugging Face ``transformers``' GPT-2 (`hf_gpt2`) and nanoGPT's ``model.py`` (`nanogpt_gpt`),
+imported from a checkout of its repository kept outside this one (its code is never copied
+in). Each is adapted to take token ids and return logits, so that every model trains with
+the same step (`gptcourse.timing.make_train_step`) in the one comparison loop,
+`gptcourse.timing.compare`. ``benchmarks/mfu.py`` is what runs them:
 
-`compare` is the one comparison loop every benchmark uses. On a busy or thermally limited
-machine the model timed right after another reads a few percent slower, which would swamp
-a gap of that size; so the models run in rounds, in an order that rotates every round
-(each model takes each place in turn), and the speed ratio is taken **per round**, between
-measurements made moments apart, then the median over rounds reported.
-
-    python benchmarks/mfu.py --nanogpt ../nanoGPT     # the command-line front end
+    python benchmarks/mfu.py --nanogpt ../nanoGPT
 """
 
 from __future__ import annotations
@@ -21,20 +15,16 @@ import contextlib
 import hashlib
 import importlib.util
 import io
-import statistics
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch import nn
 
-from .checks import non_negative_int, one_of, positive_int
-from .config import GPTConfig
-from .timing import make_train_step, time_calls
-from .weights import config_to_hf
+from gptcourse.checks import one_of
+from gptcourse.config import GPTConfig
+from gptcourse.weights import config_to_hf
 
 
 class _HFLogits(nn.Module):
@@ -150,88 +140,3 @@ def nanogpt_gpt(config: GPTConfig, nanogpt_path: str | Path, gelu: str = "tanh")
         for block in model.transformer.h:
             block.mlp.gelu = nn.GELU(approximate="tanh")
     return _NanoGPTLogits(model)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Step times of models trained side by side by `compare` (chapter 10).
-
-    ``step_times[name][r]`` holds the times of the steps of round r, in seconds;
-    ``orders[r]`` the order the models ran in that round. The first model is the
-    reference the ratios are taken against.
-    """
-
-    tokens_per_step: int
-    step_times: Mapping[str, tuple[tuple[float, ...], ...]]
-    orders: tuple[tuple[str, ...], ...]
-    peak_memory: Mapping[str, int | None]  # torch.cuda.max_memory_allocated() of each model (GPU only)
-
-    @property
-    def reference(self) -> str:
-        return next(iter(self.step_times))
-
-    def all_step_times(self, name: str) -> list[float]:
-        """Every timed step of one model, round after round."""
-        return [t for times in self.step_times[name] for t in times]
-
-    def tokens_per_second(self, name: str) -> float:
-        """Tokens/s of one model at its median step time over all rounds."""
-        return self.tokens_per_step / statistics.median(self.all_step_times(name))
-
-    def ratios(self, name: str) -> list[float]:
-        """The reference's speed ÷ `name`'s speed, one per round (> 1: the reference is faster)."""
-        return [
-            statistics.median(theirs) / statistics.median(ours)
-            for ours, theirs in zip(self.step_times[self.reference], self.step_times[name], strict=True)
-        ]
-
-    def ratio(self, name: str) -> float:
-        """The median of the per-round `ratios`."""
-        return statistics.median(self.ratios(name))
-
-
-def compare(
-    models: Mapping[str, nn.Module],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    rounds: int = 6,
-    steps_per_round: int = 3,
-    warmup: int = 3,
-    dtype: torch.dtype = torch.float32,
-) -> Comparison:
-    """Time a training step of each model, in rounds whose order rotates; chapter 10.
-
-    Every model gets the same step (`make_train_step`: forward, the same loss, backward,
-    AdamW with lr=0, under autocast in `dtype`) on the same `inputs` and `targets`, and
-    `warmup` untimed steps first. Then, for each of `rounds` rounds, each model runs
-    `steps_per_round` timed steps; round r starts with model r mod n and keeps the same
-    cyclic order (A B C, B C A, C A B, ...), so that over a multiple of n rounds every model
-    takes every place equally often. The first model of `models` is the reference of
-    `Comparison.ratios`.
-    """
-    if not models:
-        raise ValueError("models: give at least one model to time, as {name: model}.")
-    rounds, steps_per_round = positive_int("rounds", rounds), positive_int("steps_per_round", steps_per_round)
-    warmup = non_negative_int("warmup", warmup)
-    device = inputs.device
-    names = list(models)
-    steps = {name: make_train_step(model.train(), inputs, targets, dtype) for name, model in models.items()}
-    times: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
-    peak_memory: dict[str, int | None] = dict.fromkeys(names)
-    orders = []
-    try:
-        for name in names:
-            time_calls(steps[name], device, repeats=0, warmup=warmup)
-        for r in range(rounds):
-            order = tuple(names[r % len(names) :] + names[: r % len(names)])
-            orders.append(order)
-            for name in order:
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                times[name].append(tuple(time_calls(steps[name], device, repeats=steps_per_round, warmup=0)))
-                if device.type == "cuda":
-                    peak_memory[name] = max(peak_memory[name] or 0, torch.cuda.max_memory_allocated(device))
-    finally:
-        for model in models.values():
-            model.zero_grad(set_to_none=True)
-    return Comparison(inputs.numel(), {n: tuple(t) for n, t in times.items()}, tuple(orders), peak_memory)
