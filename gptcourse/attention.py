@@ -3,9 +3,7 @@
 Each maps ``x`` (batch, tokens, d_in) to (batch, tokens, d_out) and is causal (token t
 sees tokens 0..t), except chapter 3's warm-ups `SelfAttentionV1` and `SelfAttentionV2`.
 The multi-head modules share parameter names: one's ``state_dict`` loads into another.
-
-The causal mask is made in ``forward`` at the size of the input, not stored: a buffer
-at ``context_length`` would cost 40 GB per layer at 200,000 tokens.
+The causal mask is made in ``forward``, not stored: 40 GB a layer at 200,000 tokens.
 """
 
 from __future__ import annotations

@@ -35,8 +35,6 @@ def _bare(ax) -> None:
 def plot_head_split(n_heads: int = 4) -> Figure:
     """Chapter 4's steps 1-7 as pictures: one (T, d) matrix split into `n_heads` column blocks,
     each head attending on its own, and the blocks concatenated back and mixed by W_o.
-
-    Defined in chapter 4.
     """
     n_heads = positive_int("n_heads", n_heads)
     if n_heads > 8:
@@ -74,10 +72,8 @@ def plot_head_split(n_heads: int = 4) -> Figure:
 
 
 def plot_transformer_block() -> Figure:
-    """GPT-2's pre-norm transformer block: the residual stream runs straight up, and each of
-    the two branches (LayerNorm, then attention or the feed-forward network) adds to it.
-
-    Defined in chapter 5.
+    """GPT-2's pre-norm transformer block (chapter 5): the residual stream runs straight up, and
+    each of the two branches (LayerNorm, then attention or the feed-forward network) adds to it.
     """
     fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 4.6))
     _bare(ax)

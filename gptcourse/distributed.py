@@ -2,18 +2,10 @@
 
     torchrun --standalone --nproc_per_node=2 -m gptcourse.distributed --preset gpt-nano \\
         --steps 20 --micro-batch 4 --grad-accum 1 --seed 0 --drop-rate 0 --out runs/ddp
-    python -m gptcourse.distributed --preset gpt-nano ... --out runs/one     # one process
 
-torchrun starts one process (a *rank*) per GPU and tells each its place in the environment
-(RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Every rank builds the same model
-from the same seed, wraps it in `DistributedDataParallel` and trains on its own share of
-each global batch of B × G × N sequences (micro-batch B, G accumulation steps, N ranks;
-who reads what: `gptcourse.sharding`). Each micro-step's loss is divided by G; in the last
-micro-step's backward DDP all-reduces the gradients, averaging them over the ranks (the
-others run under ``no_sync()``): the gradient of the global batch's mean loss, on every
-rank, which then all take the same step. Rank 0 alone prints, evaluates and saves
-(``OUT/model.safetensors``, ``OUT/metrics.json``). ``--fsdp`` shards the model with FSDP2
-(``fully_shard``) instead of replicating it.
+Each rank trains on its share of every global batch (`gptcourse.sharding`), DDP averaging the
+gradients once a step; rank 0 alone prints, evaluates and saves (``OUT/model.safetensors``,
+``OUT/metrics.json``). ``--fsdp`` shards with FSDP2 instead; ``python -m`` runs one process.
 """
 
 from __future__ import annotations
@@ -134,9 +126,8 @@ def global_mean(value: torch.Tensor) -> torch.Tensor:
 def wrap_ddp(model: nn.Module, device: torch.device, bucket_cap_mb: float = 25.0) -> DistributedDataParallel:
     """`model` on `device`, wrapped in DDP: a full replica per rank, gradients all-reduced (appendix A).
 
-    DDP groups the gradients into buckets of about `bucket_cap_mb` MB, in the reverse order
-    of the parameters, and all-reduces a bucket as soon as the backward pass has filled it,
-    while the backward goes on through the earlier layers: communication hides behind compute.
+    DDP all-reduces each bucket of about `bucket_cap_mb` MB of gradients (in reverse parameter order)
+    as soon as the backward has filled it: communication hides behind the rest of the backward.
     """
     finite_number("bucket_cap_mb", bucket_cap_mb, strictly_above=0)
     device_ids = [device.index] if device.type == "cuda" else None
@@ -223,10 +214,9 @@ def accumulate_gradients(
 ) -> torch.Tensor:
     """Forward and backward over this rank's micro-batches (appendix A).
 
-    Each micro-step's loss is divided by G = len(micro_batches); all but the last
-    run without synchronising (`gradient_sync`), so DDP all-reduces once per step,
-    averaging over the ranks: the gradient of the global batch's mean loss.
-    Returns that loss (on every rank).
+    Each micro-step's loss is divided by G = len(micro_batches) and only the last one
+    all-reduces (`gradient_sync`): the gradient of the global batch's mean loss, which
+    it returns (on every rank).
     """
     if not micro_batches:
         raise ValueError("micro_batches is empty: give (inputs, targets) pairs.")

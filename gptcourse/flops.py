@@ -1,27 +1,12 @@
 """FLOPs of a GPT, counted matmul by matmul (chapter 9).
 
-A matrix product (m×k)·(k×n) takes m·n dot products of length k: k multiplications and
-k additions each, so **2·m·k·n FLOPs**. Everything else a GPT does (layer norm, GELU,
-softmax, adding biases, the embedding lookup) is a few FLOPs per element, which neither
-`torch.utils.flop_counter.FlopCounterMode` nor the FLOP counts of papers (Kaplan et al.,
-PaLM, nanoGPT's MFU) include. `count_flops` counts exactly what `FlopCounterMode` counts
-for ``GPT(config, attention="manual")``: a test checks it, FLOP for FLOP, on many shapes.
-
-The backward pass costs twice the forward: for each ``y = x @ W`` it computes
-``dL/dx = dL/dy @ Wᵀ`` and ``dL/dW = xᵀ @ dL/dy``, two matmuls of the forward's size.
-
-    >>> from gptcourse.flops import count_flops
-    >>> count_flops("gpt2-small", batch_size=1, seq_len=1024).total
-    874944921600
-
-On CPU, PyTorch's ``scaled_dot_product_attention`` (``GPT``'s default attention) runs the
-kernel ``aten._scaled_dot_product_flash_attention_for_cpu``, for which ``FlopCounterMode``
-(torch 2.13) has no formula: it counts **0** FLOPs for attention, forward and backward.
-`flop_counter_flops(..., count_cpu_sdpa=True)` registers one, and the counts agree again.
-
-Other kinds of model plug in from their own modules with `register_family`, so that this
-core never imports them: appendix B's `gptcourse.llama` registers the Llama, whose count
-(`gptcourse.llama_flops`) then comes back from `count_flops` and `num_parameters`.
+An (m×k)·(k×n) product is 2·m·k·n FLOPs. Layer norm, GELU, softmax, biases and the
+embedding lookup are left out, as `torch.utils.flop_counter.FlopCounterMode` and the
+papers (Kaplan et al., PaLM, nanoGPT's MFU) leave them out: `count_flops` equals what
+`FlopCounterMode` counts for ``GPT(config, attention="manual")``, FLOP for FLOP (tested).
+On CPU, SDPA's kernel has no `FlopCounterMode` formula (torch 2.13) and counts 0:
+`cpu_sdpa_flop_formulas` supplies one. Other families plug in with `register_family`
+(appendix B's Llama), so that this core never imports them.
 """
 
 from __future__ import annotations
@@ -248,24 +233,12 @@ class FlopCount(PassTotals):
 def count_flops(config: ConfigLike, batch_size: int = 1, seq_len: int | None = None, training: bool = True) -> PassTotals:
     """The exact matmul FLOPs of a GPT pass over `batch_size` sequences of `seq_len` tokens.
 
-    Defined in chapter 9. ``seq_len`` defaults to the context length. ``training=True``
-    counts forward and backward (the gradient of every matmul is two matmuls of the same
-    size: 3× forward); ``training=False`` the forward pass alone. Per layer, with B·T
-    tokens, width d and h heads of hd = d/h dimensions:
-
-    ====================  ===============  ===================
-    QKV projection        3 · 2·(BT)·d·d    6·BT·d²
-    scores Q·Kᵀ           B·h · 2·T·hd·T    2·B·T²·d
-    weights × V           B·h · 2·T·T·hd    2·B·T²·d
-    output projection     2·(BT)·d·d        2·BT·d²
-    feed-forward up/down  2·(BT)·d·4d each  8·BT·d² each
-    LM head (once)        2·(BT)·d·V        2·BT·d·V
-    ====================  ===============  ===================
-
-    The attention matrix is counted in full (T×T), as `FlopCounterMode` and the MFU
-    convention of PaLM and nanoGPT do, although the causal mask zeroes half of it
-    (`causal_flops` counts only the useful half). A registered family's config (appendix
-    B's Llama) gets that family's count (`ModelFamily.flop_count`).
+    Defined in chapter 9 (its table lists every matmul). Forward: per layer
+    24·BT·d² + 4·B·T²·d, then 2·BT·d·V for the LM head. ``training=True`` adds the
+    backward, 2× forward: each y = x·W needs dL/dx = dL/dy·Wᵀ and dL/dW = xᵀ·dL/dy.
+    ``seq_len`` defaults to the context length. The T×T attention matrix is counted in
+    full, as `FlopCounterMode`, PaLM and nanoGPT do, though the causal mask zeroes half
+    of it (`causal_flops`). A registered family's config gets its own count (appendix B).
     """
     cfg = coerce_config(config)
     batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
@@ -305,19 +278,12 @@ PARAMETER_COUNTS = ("all", "no_position", "non_embedding", "matmul")
 def num_parameters(config: ConfigLike, which: str = "no_position") -> int:
     """The parameter count N, in the four senses the literature uses (tied head counted once).
 
-    Defined in chapter 9.
-
-    ``"all"``            every parameter (what ``GPT(config).num_parameters()`` returns).
-    ``"no_position"``    all but the position embeddings: nanoGPT's ``get_num_params()``.
-                         The right N for 6N in a weight-tied GPT: the token embedding *is*
-                         the LM head's matrix, which does 2·d·V FLOPs per token; a position
-                         embedding is only looked up.
-    ``"non_embedding"``  without token and position embeddings: Kaplan et al. (2020)'s N.
-                         It leaves out the LM head's matmul, a third of GPT-2 small's FLOPs.
-    ``"matmul"``         only the weight matrices that multiply activations: 12·L·d² + d·V.
-                         With this N, ``6N + 12·L·d·T`` is exact (`flops_per_token_palm`).
-
-    A registered family's config gets that family's counts (appendix B's Llama).
+    Defined in chapter 9. ``"all"``: every parameter. ``"no_position"``: nanoGPT's
+    ``get_num_params()``, the N for 6N in a weight-tied GPT: the token embedding *is* the
+    LM head's matrix (2·d·V FLOPs a token), a position embedding is only looked up.
+    ``"non_embedding"``: Kaplan et al. (2020)'s N, which leaves out the LM head's matmul.
+    ``"matmul"``: the matrices that multiply activations, 12·L·d² + d·V; with it,
+    ``6N + 12·L·d·T`` is exact. A registered family's config gets its own counts.
     """
     cfg = coerce_config(config)
     one_of("which", which, PARAMETER_COUNTS)

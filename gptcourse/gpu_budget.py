@@ -1,13 +1,10 @@
 """What fits on the GPU a student has, and what to do when it does not (chapter 10).
 
-The course's GPU is most often a Colab T4: about 14.5 GiB free once the CUDA context is
-made. Every GPU configuration a notebook runs is a `GPURun` in `GPU_RUNS`, sized by
-`estimate_memory` to fit a T4 (a test checks it on a CPU) and fitted on the GPU itself to
-the memory free there (`GPURun.fit`, `fit_batch_size`). An out-of-memory error is caught
-and explained (`out_of_memory_lesson`), never a crash.
-
-One budget everywhere: `SAFETY_FRACTION` of the memory available (`available_memory`),
-unless a budget is given. One search for the batch that fits: `largest_batch`.
+The course's GPU is most often a Colab T4, about 14.5 GiB free. Every GPU configuration a
+notebook runs is a `GPURun` in `GPU_RUNS`, sized by `estimate_memory` to fit a T4 (tested
+on a CPU) and fitted to the memory free on the GPU itself (`GPURun.fit`). One budget,
+`SAFETY_FRACTION` of `available_memory` unless one is given; one search, `largest_batch`.
+An out-of-memory error is caught and explained (`out_of_memory_lesson`), never a crash.
 """
 
 from __future__ import annotations

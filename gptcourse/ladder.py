@@ -1,22 +1,12 @@
 """The optimisation ladder: one change at a time, each kept, each measured (chapter 10).
 
-Start from the plainest training step, fp32 with the attention matrix built by hand and
-PyTorch's default AdamW, and climb one rung at a time:
-
-    fp32 → TF32 → autocast → SDPA → torch.compile → fused AdamW → vocabulary 50,304 → largest batch
-
-Every rung keeps the rungs below it, so the speed-up a rung shows is what it adds on top of
-them. Each reports tokens/s, MFU against the datasheet peak (a GPU in
-`gptcourse.peaks.PEAKS`) and against the matmul peak measured for its own precision, and
-the peak memory measured on a GPU beside `gptcourse.memory.estimate_memory`. A rung that does
-not apply here (TF32 on a CPU) is reported as skipped, with the reason; a rung that runs out
-of memory is reported so, and the ladder goes on.
-
-    >>> results = run_ladder(verbose=True)     # GPT-2 small at T=1024 on a GPU; a small GPT on a CPU
-    >>> print(format_ladder(results))
-
-``python benchmarks/ladder.py`` is the command-line front end; with ``--record`` it keeps
-a GPU's rows in ``gptcourse/results/ladder.csv``, which `recorded_markdown` shows.
+fp32 with manual attention and the default AdamW → TF32 → autocast → SDPA → compile →
+fused AdamW → vocabulary 50,304 → largest batch. Each rung keeps those below it, so its
+speed-up is what it adds. `run_ladder` reports tokens/s, MFU against the datasheet and the
+measured matmul peak of the rung's own precision, and GPU memory beside `estimate_memory`;
+a rung that does not apply is skipped with the reason; one out of memory says so, and the
+ladder goes on. ``benchmarks/ladder.py --record`` keeps a GPU's rows in
+``gptcourse/results/ladder.csv``, which `recorded_markdown` shows.
 """
 
 from __future__ import annotations
@@ -258,17 +248,13 @@ def run_ladder(
 ) -> list[RungResult]:
     """Climb `LADDER` on `device`: every rung's measurement, in order. Defined in chapter 10.
 
-    Sizes left as None come from `default_workload`. Dropout is off (``drop_rate=0``), as
-    when measuring anything. Each rung builds a fresh model from ``seed``, runs ``warmup``
-    untimed and ``steps`` timed training steps (`gptcourse.mfu.measure_training`, lr=0),
-    and frees it. On a GPU the batch is first sized so that the first rung fits
-    (`gptcourse.gpu_budget.free_memory`, `SAFETY_FRACTION`); the last rung looks for the
-    largest batch up to ``max_batch_size`` (default `GPU_MAX_BATCH` on a GPU,
-    `CPU_BATCH_MULTIPLE` × the batch elsewhere). ``torch.compile`` runs on a CPU only with
-    ``compile_on_cpu=True``. ``skip`` names rungs to leave out (e.g. ``["compile"]`` where
-    compiling would take too long); they are reported as skipped. The fp32 matmul precision
-    is restored after each rung. ``verbose=True`` prints each rung's line as it finishes
-    (the table of `format_ladder`).
+    Sizes left as None come from `default_workload`; dropout is off. Each rung trains a
+    fresh model from ``seed`` (`measure_training`, lr=0) and restores the fp32 matmul
+    precision after. On a GPU the batch is first sized so that the first, hungriest rung
+    fits; the last rung looks for the largest batch up to ``max_batch_size`` (default
+    `GPU_MAX_BATCH` on a GPU, `CPU_BATCH_MULTIPLE` × the batch elsewhere). ``skip`` names
+    rungs to report as skipped; ``compile_on_cpu=True`` compiles on a CPU too.
+    ``verbose=True`` prints each rung's line (of `format_ladder`) as it finishes.
     """
     device = get_device(None if device is None else str(device))  # which applies a memory cap, if one is set
     defaults = default_workload(device)

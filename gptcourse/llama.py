@@ -1,11 +1,10 @@
 """Appendix B: from GPT-2 to a Llama-style model, one change at a time.
 
-`GPT` (chapter 6) with the four changes today's open models share (Llama, Touvron et
-al. 2023; SmolLM2): `RMSNorm` for `LayerNorm` (Zhang & Sennrich 2019), rotary position
-embeddings for the learned table (`apply_rope`; Su et al. 2021), the gated `SwiGLU`
-feed-forward (Shazeer 2020), and `GroupedQueryAttention`, whose fewer key/value heads
-shrink the KV cache (Ainslie et al. 2023). No biases. The module names are `GPT`'s, so
-the two read as a diff; `from_hf_checkpoint` loads a Hugging Face Llama checkpoint.
+`GPT` (chapter 6) with the changes today's open models share (Llama, Touvron et al.
+2023): `RMSNorm` for `LayerNorm` (Zhang & Sennrich 2019), rotary position embeddings
+for the learned table (`apply_rope`; RoFormer, Su et al. 2021), the gated `SwiGLU`
+(Shazeer 2020), `GroupedQueryAttention` for a smaller KV cache (GQA, Ainslie et al.
+2023), no biases. Module names are `GPT`'s, so the two read as a diff.
 """
 
 from __future__ import annotations
@@ -179,9 +178,8 @@ def rope_angles(
     """cos and sin of RoPE's angles, (context_length, head_dim) each (appendix B).
 
     Pair i of a head (dimensions i and i + head_dim/2, Hugging Face's layout) turns by
-    position · base^(-2i/head_dim) radians: the first pairs fast, the last ones slowly.
-    float32, because the angles reach context_length radians: in bf16 (8 significant
-    bits) an angle near 4,000 would be off by up to 8 radians.
+    position · base^(-2i/head_dim) radians. float32: angles reach context_length
+    radians, and in bf16 (8 significant bits) one near 4,000 is off by up to 8 radians.
     """
     exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
     inv_freq = 1.0 / (base**exponents)  # (hd/2,)
@@ -213,11 +211,10 @@ _SDPA_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
 class GroupedQueryAttention(nn.Module):
     """Causal attention: `n_kv_groups` key/value heads, `n_heads` queries (appendix B).
 
-    n_kv_groups = n_heads is chapter 4's multi-head attention; 1 is multi-query
-    attention. Queries and keys are rotated by RoPE; values are not. With a `KVCache`,
-    `x` holds the tokens after the cached ones, as in `gptcourse.attention`.
-    ``attention="manual"`` uses explicit matmuls (chapter 9 counts them), ``"sdpa"``
-    PyTorch's fused kernel.
+    n_kv_groups = n_heads is multi-head attention (chapter 4), 1 multi-query attention.
+    RoPE turns queries and keys, not values. With a `KVCache`, `x` holds the tokens
+    after the cached ones. ``attention="manual"``: explicit matmuls (chapter 9 counts
+    them); ``"sdpa"``: PyTorch's fused kernel.
     """
 
     def __init__(
@@ -324,9 +321,8 @@ class Llama(nn.Module):
     >>> model = Llama("llama-nano")          # a preset name, a LlamaConfig, or a dict
     >>> logits = model(torch.tensor([[15496, 11, 995]]))   # (batch, tokens, vocab)
 
-    ``attention="manual"`` uses explicit matmuls, which `FlopCounterMode` counts. RoPE's
-    cos and sin are non-persistent buffers: computed from the config, not in the
-    ``state_dict`` (nor in Hugging Face's checkpoints).
+    ``attention`` as in `GroupedQueryAttention`. RoPE's cos and sin are non-persistent
+    buffers, computed from the config: not in ``state_dict``, nor in HF's checkpoints.
     """
 
     def __init__(

@@ -1,19 +1,11 @@
 """What a Llama multiplies, and how many parameters it has: the sizes `gptcourse.flops` counts (appendix B).
 
-`llama_matmuls` lists every matmul of one forward pass of ``Llama(config,
-attention="manual")``, as (copies, m, k, n); `llama_flop_count` turns them into FLOPs
-(2·m·k·n each, ×3 for training), equal to `FlopCounterMode`'s count (the tests check it).
-`gptcourse.llama` registers both counts with `gptcourse.flops.register_family`, so that
-`count_flops` and `num_parameters` take a Llama's config while the core never imports
-this appendix. The two changes that move FLOPs, against GPT-2's layer at the same width d:
-
-* grouped-query attention: the key and value projections are d × (n_kv_groups · head_dim)
-  instead of d × d. The attention matrix itself is unchanged: every *query* head still
-  scores every key (the shared key/value heads are read n_heads / n_kv_groups times).
-* SwiGLU: three d × hidden matrices (gate, up, down) instead of two d × 4d.
-
-RoPE, RMSNorm and SwiGLU's gating (silu, the elementwise product) are a few FLOPs per
-element, not matmuls: `FlopCounterMode` counts none of them, and neither do we.
+`llama_matmuls` lists the matmuls of one forward pass of ``Llama(config, attention="manual")``
+as (copies, m, k, n); `llama_flop_count` makes them FLOPs, equal to `FlopCounterMode`'s. Both
+counts plug into `count_flops` and `num_parameters` by `register_family` (in `gptcourse.llama`):
+the core never imports this appendix. GQA shrinks the key/value projections, not the attention
+matrix (every query head scores every key); RoPE, RMSNorm and SwiGLU's gating are elementwise,
+uncounted, as by `FlopCounterMode`.
 """
 
 from __future__ import annotations
@@ -62,10 +54,9 @@ def llama_matmuls(config: Any, batch_size: int, seq_len: int) -> dict[str, tuple
 def llama_parameter_counts(config: Any) -> dict[str, int]:
     """N in the senses of `gptcourse.flops.num_parameters`, for a Llama (appendix B).
 
-    ``"matmul"``: the matrices that multiply activations, the head included once (tied or
-    not). ``"all"``: every parameter; an untied head adds a vocab × d token embedding, which
-    is looked up, not multiplied. ``"no_position"`` is ``"all"`` (there is no position
-    table), and ``"non_embedding"`` leaves out the token embedding.
+    ``"matmul"``: the matrices that multiply activations, the head once (tied or not).
+    ``"all"``: every parameter, an untied head's token embedding too (looked up, not multiplied);
+    ``"no_position"`` is ``"all"`` (no position table); ``"non_embedding"`` drops the token embedding.
     """
     c = config
     d, kv = c.emb_dim, c.n_kv_groups * c.head_dim

@@ -1,11 +1,10 @@
 """Hugging Face Llama checkpoints, read into and written from our `Llama` (appendix B).
 
-Their linear layers are `nn.Linear` like ours, so, unlike GPT-2's Conv1D (chapter 8),
-nothing is transposed or split: `LAYOUT` renames. Nor are query and key permuted for
-RoPE: `gptcourse.llama.apply_rope` turns the two *halves* of each head, Hugging Face's
-``rotate_half`` convention, for which their conversion script permuted the weights.
-Settings our model lacks (RoPE scaling, biases, another activation) are errors, never
-silently different numbers. Plain dicts only: `gptcourse.llama` imports this module.
+Their layers are `nn.Linear` like ours (unlike GPT-2's Conv1D, chapter 8): `LAYOUT`
+only renames. Nor is anything permuted for RoPE: `apply_rope` turns each head's two
+*halves*, their ``rotate_half``. Settings our model lacks (RoPE scaling, biases,
+another activation) are errors, never silently different numbers. Plain dicts only:
+`gptcourse.llama` imports this module.
 """
 
 from __future__ import annotations

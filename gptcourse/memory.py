@@ -1,11 +1,9 @@
 """How much memory a training step needs, estimated from the shapes (chapter 10).
 
-A step holds the weights, their gradients and AdamW's two moments (4 + 4 + 8 bytes per
-parameter in fp32), the activations autograd saves for the backward pass, and, when the
-backward starts, the loss's (B, T, vocab) tensors. `estimate_memory` adds these up;
-`measure_saved_activations` checks the activations on any device;
-`attention_benchmark_memory` sizes chapter 4's attention timing. What fits where, and the
-largest batch, are in `gptcourse.gpu_budget`.
+`estimate_memory` adds up weights, gradients, AdamW's moments, saved activations and the
+loss's (B, T, vocab) tensors; `measure_saved_activations` checks the activations on any
+device; `attention_benchmark_memory` sizes chapter 4's attention timing. What fits where,
+and the largest batch, are in `gptcourse.gpu_budget`.
 """
 
 from __future__ import annotations
@@ -65,21 +63,13 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """The memory of one training step: weights + gradients + AdamW state + activations.
 
-    Defined in chapter 10. Weights, gradients and AdamW's two moments are fp32: 4 + 4 + 8
-    bytes per parameter. Activations are what autograd saves for the backward pass, counted
-    from our model's code (a test checks the count against the tensors really saved, on
-    CPU): per layer, 16 tensors of B·T·d (the layer norms' inputs and outputs, Q, K, V, the
-    attention output, the feed-forward's 4d-wide input and output of GELU), plus the (T×T)
-    attention weights with ``attention="manual"`` (B·h·T² numbers; SDPA keeps only a B·h·T
-    log-sum-exp). Under autocast (``dtype`` fp16/bf16) the matmuls' inputs are kept in half
-    precision, beside half-precision copies of the weights; the residual stream stays fp32;
-    on a GPU the softmax runs (and is saved) in fp32. Then the loss: the log-softmax's fp32
-    output is saved (an activation), and the backward starts with the largest tensors of the
-    step: the gradient the loss hands to the log-softmax and the one it hands on, both fp32
-    (B, T, vocab), beside that saved output (``logits`` counts the two gradients).
-
-    The CUDA caching allocator, cuBLAS workspaces and fragmentation add to this; compare
-    with ``torch.cuda.max_memory_allocated()`` (`measure_training` reports both).
+    Defined in chapter 10. Model state is fp32: 4 + 4 + 8 bytes per parameter. Activations,
+    counted by hand from our code (a test checks them on CPU): 16d + 4 + h numbers per token
+    and layer with SDPA; ``attention="manual"`` keeps the B·h·T² weights instead of the
+    log-sum-exp. Under autocast the matmuls' inputs and weight copies are in ``dtype``; the
+    residual stream stays fp32, on a GPU the softmax too. ``logits``: the loss's two fp32
+    (B, T, vocab) gradients, alive beside the saved log-softmax as the backward starts.
+    The allocator, cuBLAS and fragmentation add to this (`measure_training` reports both).
     """
     cfg = GPTConfig.coerce(config)
     b, t = batch_shape(cfg, batch_size, seq_len)
@@ -159,14 +149,11 @@ def attention_benchmark_memory(
 ) -> MemoryEstimate:
     """The memory of one multi-head attention layer's forward (and backward), as chapter 4 times it.
 
-    Defined for chapter 4's timing, used in chapter 10. An upper bound rather than a count:
-    the weights (4·d² + 4·d, fp32) and their gradients; seven (B, T, d) tensors (the input,
-    Q, K, V, the heads' output, merged, projected) and as many gradients; with
-    ``attention="manual"``, three (B, h, T, T) matrices at once (the masked scores, the
-    scaled scores and the softmax in the forward; the saved softmax, its gradient and the
-    scores' gradient in the backward) and the (T, T) boolean mask; with SDPA, only a fp32
-    log-sum-exp per row. Without autocast: every tensor is in ``dtype``. The module has no
-    optimizer (chapter 4 times forward and backward only).
+    Defined for chapter 4's timing, used in chapter 10. An upper bound, no optimizer: fp32
+    weights (4·d² + 4·d) and gradients; seven (B, T, d) tensors (input, Q, K, V, heads'
+    output, merged, projected) and their gradients, in ``dtype``; with ``"manual"``, three
+    (B, h, T, T) matrices at once (masked and scaled scores, softmax; backward: the saved
+    softmax and two gradients) and the (T, T) bool mask; with SDPA, an fp32 log-sum-exp a row.
     """
     b, h, t, d = (positive_int(n, v) for n, v in (("batch_size", batch_size), ("n_heads", n_heads), ("seq_len", seq_len), ("emb_dim", emb_dim)))
     one_of("attention", attention, ATTENTION_KINDS)

@@ -1,17 +1,9 @@
 """How fast a GPT trains, and how close that is to what the hardware can do (chapter 10).
 
-Model FLOP Utilization (MFU, PaLM appendix B) is the FLOP/s the model's own arithmetic
-needs at the measured speed, divided by the device's peak FLOP/s **for the precision in
-use**:
-
-    MFU = (FLOPs per training step / seconds per step) / peak FLOP/s
-
-The FLOPs come from the exact count of `gptcourse.flops`; the peak from the datasheets
-(`gptcourse.peaks`) on a GPU, or from a large matmul measured here on a CPU and on a GPU
-the table does not know (`choose_peak`).
-
-    >>> tokens_per_second, mfu = measure_throughput(model, config, batch_size=32)
-    >>> m = measure_training(model, config, batch_size=8)   # everything: times, memory, both peaks
+Model FLOP Utilization (MFU, PaLM appendix B) = (FLOPs per training step / seconds per
+step) / peak FLOP/s **for the precision in use**. The FLOPs are `gptcourse.flops`'s exact
+count; the peak is the datasheet's (`gptcourse.peaks`) on a GPU, else a large matmul
+measured here (a CPU, a GPU the table does not know): `choose_peak`.
 """
 
 from __future__ import annotations
@@ -90,10 +82,8 @@ class TrainingMeasurement:
     ) -> TrainingMeasurement:
         """The measurement of training steps timed elsewhere (e.g. by `gptcourse.timing.compare`).
 
-        MFU is taken against ``peak`` when given, else the datasheet peak for the precision
-        (a GPU in `gptcourse.peaks.PEAKS`), else a measured matmul peak (a CPU, or a GPU
-        the table does not know): `choose_peak`. ``measure_peak=True`` measures the matmul
-        peak on a GPU with a datasheet figure too, so that both MFUs are reported.
+        MFU is against ``peak``, else `choose_peak`'s. ``measure_peak=True`` measures the
+        matmul peak on a GPU with a datasheet figure too, so that both MFUs are reported.
         """
         if not step_times:
             raise ValueError("step_times: give at least one step time, in seconds.")
@@ -189,15 +179,12 @@ def measure_training(
 ) -> TrainingMeasurement:
     """Time `steps` training steps after `warmup` untimed ones; report speed, MFU and memory.
 
-    Defined in chapter 10. ``config`` defaults to ``model.config``; ``seq_len`` to its
-    context length. ``dtype`` is the autocast dtype (default:
-    `gptcourse.device.autocast_dtype`: bf16 on Ampere and newer, fp16 on older GPUs, fp32
-    on a CPU). MFU is taken against ``peak`` when given, else the datasheet peak for that
-    precision (GPU), else a measured matmul peak (CPU). ``measure_peak=True`` also
-    measures the matmul peak on a GPU (a CPU always measures it), so that both MFUs are
-    reported. ``fused`` chooses AdamW's implementation (`gptcourse.timing.make_train_step`).
-    The model's weights are left unchanged (the optimizer runs with lr=0) and its training
-    mode restored.
+    Defined in chapter 10. ``config`` defaults to ``model.config``, ``seq_len`` to its
+    context, ``dtype`` (autocast's) to `autocast_dtype`: bf16 on Ampere and newer, fp16 on
+    older GPUs, fp32 on a CPU. MFU is against ``peak``, else `choose_peak`'s;
+    ``measure_peak=True`` measures the matmul peak on a GPU too, so both MFUs are reported.
+    ``fused`` picks AdamW's implementation. The weights are left unchanged (lr=0), the
+    training mode restored.
     """
     cfg = model_config(model, config)
     batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
@@ -231,10 +218,8 @@ def measure_throughput(
 ) -> tuple[float, float]:
     """``(tokens_per_second, mfu)`` of training `model` (the SPEC's call); chapter 10.
 
-    A thin wrapper of `measure_training` (same keyword arguments: ``seq_len``, ``steps``,
-    ``warmup``, ``dtype``, ``peak``, ``fused``): on a GPU, MFU against the datasheet peak
-    for the precision in use; on a CPU, or a GPU without one, against the measured matmul
-    peak.
+    A thin wrapper of `measure_training`, with its keyword arguments: MFU against the
+    datasheet peak of the precision in use, else the measured matmul peak (`choose_peak`).
     """
     m = measure_training(model, config, batch_size=batch_size, **kwargs)
     return m.tokens_per_second, m.mfu

@@ -2,14 +2,8 @@
 
 MFU divides the model's FLOP/s by the device's peak **for the precision the matmuls run
 in**: the dense tensor-core figure for fp16/bf16/tf32, the fp32 one otherwise. Using a
-non-tensor-core figure as the "peak" of 16-bit work inflates MFU several times.
-
-    >>> peak_flops("Tesla T4", "fp16")          # a torch.cuda.get_device_name() string
-    65000000000000.0
-    >>> peak_flops("NVIDIA A100-SXM4-40GB", torch.bfloat16)
-    312000000000000.0
-
-A CPU has no entry: its achievable peak is measured (`gptcourse.timing.measure_peak_flops`).
+non-tensor-core figure as the "peak" of 16-bit work inflates MFU several times. A CPU has
+no entry: its achievable peak is measured (`gptcourse.timing.measure_peak_flops`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The figures the chapters show, in one consistent style (chapters 1-8, and the style of all).
 
-Every function draws one figure from the numbers it is given and returns the matplotlib
-``Figure``, so that a notebook can show it, save it or test it. Call `use_style()` once at
-the top of a chapter. The figures of the measurement chapters (9 and 10) are in
-`gptcourse.perf_plots`; the interactive figures, with controls, in `gptcourse.widgets`.
+Each function draws one figure from the numbers it is given and returns the matplotlib
+``Figure`` (to show, save or test). Call `use_style()` once per chapter. Chapters 9 and 10's
+figures are in `gptcourse.perf_plots`, the interactive ones in `gptcourse.widgets`.
 """
 
 from __future__ import annotations
@@ -194,10 +193,9 @@ def plot_attention(
 ) -> Figure:
     """Heatmaps of attention weights (queries down, keys across), one per matrix, tokens as ticks (chapter 3).
 
-    `weights` is one (T, T) matrix or a list of them; row i is how much token i attends to each
-    token. The panels stand in one row, or in a grid of `ncols` columns, sharing one 0-1 scale;
-    several share the page's width (`PAGE_WIDTH`), with text sized to their cells. Each weight
-    is written in its cell when there are at most `annotate_up_to` tokens (0: never).
+    `weights` is one (T, T) matrix or a list of them, row i token i's weights over the keys. Panels
+    (one row, or `ncols` columns) share a 0-1 scale and the page's width (`PAGE_WIDTH`), text sized
+    to their cells; weights are written in the cells up to `annotate_up_to` tokens (0: never).
     """
     mats = [weights] if isinstance(weights, torch.Tensor) and weights.dim() == 2 else list(weights)
     mats = [torch.as_tensor(m).detach().float().cpu() for m in mats]
@@ -260,9 +258,8 @@ def plot_softmax_saturation(dims: list[int], results: dict[str, dict[str, list[f
 def plot_head_heatmaps(weights, tokens: list[str], head_names: list[str] | None = None, title: str | None = None, ncols: int = 2) -> Figure:
     """One attention heatmap per head, in a grid of `ncols` columns (`plot_attention` draws them) (chapter 4).
 
-    `weights` has shape (heads, T, T) (a tensor or an array): row t holds how much token t
-    (the query) attends to each token (the keys). Every panel uses the same colour scale, 0 to 1;
-    four heads in a 2 × 2 grid are each half the page wide, enough to read their tokens.
+    `weights` is (heads, T, T), a tensor or an array: row t is query t's weights over the keys.
+    One 0-1 colour scale; four heads in a 2 × 2 grid are each half the page wide, tokens legible.
     """
     heads = list(torch.as_tensor(weights))
     names = head_names or [f"head {h}" for h in range(len(heads))]
@@ -447,9 +444,8 @@ def plot_lr_schedule(steps: list[int], lrs: list[float], warmup_steps: int | Non
 def plot_kv_cache_idea(prompt_tokens: int = 3, new_tokens: int = 4) -> Figure:
     """What each generation step computes, without and with a KV cache (chapter 8).
 
-    Rows are steps, columns token positions. Without a cache every step runs the model on
-    the whole sequence again; with one, only the newest token is computed, and the keys and
-    values of the earlier ones are read from the cache.
+    Rows are steps, columns token positions: without a cache every step recomputes the whole
+    sequence; with one, only the newest token, the earlier keys and values read from the cache.
     """
     n = prompt_tokens + new_tokens
     colors = {"computed": COLORS[3], "cached": COLORS[5], "none": "#f2f2f2"}

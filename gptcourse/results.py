@@ -1,15 +1,12 @@
 """Measurements recorded on GPUs, kept as data, read back (chapter 10).
 
-The development machines have no GPU. Where one is available, ``make gpu`` appends rows to
-the CSV files of ``gptcourse/results/`` (``benchmarks/recording.py`` writes them), which ship
-with the package; chapter 10 and appendix A show the rows with their device, date, torch
-version and command. One `ResultsTable` per file:
-
-- `MFU_RESULTS`, ``gpu_mfu.csv``: ``benchmarks/mfu.py --record``, our GPT beside the peers;
-- `LADDER_RESULTS`, ``ladder.csv``: ``benchmarks/ladder.py --record``, the optimisation ladder;
-- `NOTEBOOK_RESULTS`, ``gpu_notebooks.csv``: ``tools/gpu_run.py``, each chapter's GPU run time;
-- `DDP_RESULTS`, ``ddp.csv``: ``benchmarks/ddp.py --record``, data-parallel training on the
-  GPUs of one machine, as appendix A shows it.
+The development machines have no GPU: ``make gpu`` appends rows, where one is, to the CSV
+files of ``gptcourse/results/`` (written by ``benchmarks/recording.py``), which ship with
+the package; chapter 10 and appendix A show them with device, date, torch and command.
+One `ResultsTable` per file and the command that writes it: `MFU_RESULTS` (our GPT beside
+the peers, ``benchmarks/mfu.py --record``), `LADDER_RESULTS` (``benchmarks/ladder.py
+--record``), `NOTEBOOK_RESULTS` (each chapter's GPU run time, ``tools/gpu_run.py``),
+`DDP_RESULTS` (data-parallel training, appendix A, ``benchmarks/ddp.py --record``).
 """
 
 from __future__ import annotations

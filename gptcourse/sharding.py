@@ -1,38 +1,10 @@
 """How data parallelism divides the work among N ranks, in numbers: no processes here (appendix A).
 
-Three questions, each answered with a pencil (and checked by `gptcourse.distributed`, which
-runs the processes):
-
-* **Which rank reads which sequence?** A step's global batch is B × G × N sequences
-  (micro-batch B, G accumulation steps, N ranks), read from the epoch's shuffled order
-  (`global_batch_indices`), the same whatever B, G and N are. Position i goes to rank
-  ``i // (B·G)`` and there to micro-step ``(i % (B·G)) // B`` (`sequence_owner`): each rank
-  takes a contiguous share and cuts it into G micro-batches of B (`local_micro_batches`).
-  To keep a global batch on any N, G follows (`accumulation_steps`), if it divides evenly.
-* **How many bytes does each rank send per step?** The gradients of all N ranks are summed
-  at every step by an *all-reduce*. A ring all-reduce cuts the gradient into N chunks and
-  passes them round the ring twice: once to add them up (reduce-scatter), once to hand the
-  sums out (all-gather). Each rank sends, and receives, ``2·(N−1)/N`` times the gradient's
-  bytes: nearly twice the gradient, however large N grows (`ring_all_reduce_bytes`).
-* **How much memory does each rank need for the model's state?** Mixed precision with Adam
-  keeps, per parameter, 2 bytes of 16-bit weight, 2 of 16-bit gradient and 12 of fp32
-  optimizer state (a master copy of the weight, Adam's m and v): 16 bytes (Rajbhandari et
-  al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
-  section 3.1). DDP keeps all 16 on every GPU; ZeRO's stages shard more and more of them
-  across the N GPUs (`model_state_bytes`):
-
-  =========  =====================================  ============================
-  stage      sharded across the N GPUs               bytes per parameter per GPU
-  =========  =====================================  ============================
-  DDP        nothing                                 2 + 2 + 12
-  ZeRO-1     the optimizer state                     2 + 2 + 12/N
-  ZeRO-2     and the gradients                       2 + (2 + 12)/N
-  ZeRO-3     and the weights (PyTorch's FSDP)        (2 + 2 + 12)/N
-  =========  =====================================  ============================
-
-  Activations, temporary buffers and fragmentation come on top of the model state.
-
-And one answer to check a run by: how far apart two runs' weights are (`relative_difference`).
+Who reads which sequence of a global batch of B × G × N (micro-batch B, G accumulation steps,
+N ranks); the bytes a ring all-reduce sends, 2·(N−1)/N × the gradient whatever N; the model
+state per GPU, 2 + 2 + 12 bytes per parameter with Adam in mixed precision, which DDP keeps
+whole and ZeRO-1/2/3 shard across the N GPUs (ZeRO, Rajbhandari et al. 2020, section 3.1).
+`gptcourse.distributed` runs the processes that check these numbers.
 """
 
 from __future__ import annotations
@@ -52,10 +24,9 @@ from .data import GPTDataset
 def global_batch_indices(num_windows: int, global_batch: int, step: int, seed: int) -> torch.Tensor:
     """The dataset indices of optimizer step `step`'s global batch (appendix A).
 
-    Epoch e is one shuffled order of all windows, from a generator seeded by (seed, e);
-    each step reads the next `global_batch` indices of it (the incomplete rest of an epoch
-    is skipped). Nothing here depends on the number of ranks, the micro-batch or the
-    accumulation, so the same seed gives the same global batches on 1 or 1,000 GPUs.
+    Epoch e is a permutation of all windows seeded by (seed, e), read `global_batch` at a time
+    (an epoch's incomplete rest is skipped). It depends on no rank count, micro-batch or
+    accumulation: the same seed gives the same global batches on 1 GPU or 1,000.
     """
     num_windows, global_batch = positive_int("num_windows", num_windows), positive_int("global_batch", global_batch)
     step, seed = non_negative_int("step", step), non_negative_int("seed", seed)
@@ -102,8 +73,7 @@ def stack_windows(dataset: GPTDataset, indices: torch.Tensor) -> tuple[torch.Ten
 def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
     """The accumulation steps G that make `global_batch` = micro_batch × G × world_size (appendix A).
 
-    Every rank must run the same number of micro-batches of the same size (so that the mean
-    of their mean losses is the global batch's mean): the global batch must divide evenly.
+    Equal micro-batches on every rank keep the mean of their mean losses the global batch's mean.
     """
     per_pass = positive_int("micro_batch", micro_batch) * positive_int("world_size", world_size)  # one micro-step, all ranks
     if positive_int("global_batch", global_batch) % per_pass:
@@ -117,11 +87,9 @@ def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> 
 def relative_difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
     """‖a − b‖ / ‖b‖ over all the tensors of two state dicts with the same names, as one vector (appendix A).
 
-    One vector, not tensor by tensor: a parameter whose gradient is 0 in exact arithmetic
-    (the key bias: adding it to every key shifts all of a query's scores alike, and softmax
-    ignores that) gets float rounding noise as its gradient, which Adam scales up to full
-    steps, in directions that depend on the order of the sums. Its tiny values then differ
-    a lot, relatively, between two correct runs; the model as a whole does not.
+    Not tensor by tensor: a parameter whose exact gradient is 0 (the key bias, which softmax
+    ignores) gets rounding noise that Adam scales up to full steps, so its tiny values differ a
+    lot between two correct runs; the model as a whole does not.
     """
     if set(a) != set(b):
         raise ValueError(f"The two state dicts name different tensors: {sorted(set(a) ^ set(b))}.")
@@ -150,11 +118,8 @@ STAGE_NAMES = {"ddp": "DDP", "zero1": "ZeRO-1", "zero2": "ZeRO-2", "zero3": "ZeR
 def ring_all_reduce_bytes(num_bytes: float, world_size: int) -> float:
     """Bytes each of `world_size` ranks sends (and receives) to all-reduce `num_bytes` in a ring.
 
-    Defined in appendix A. The buffer is cut into N chunks. In N − 1 steps of a
-    reduce-scatter, each rank passes one chunk to its neighbour, which adds its own: every
-    rank ends up with the full sum of one chunk. In N − 1 more steps (an all-gather) the
-    summed chunks go round the ring. Each step sends num_bytes/N, so each rank sends
-    ``2·(N−1)/N · num_bytes``. One rank sends nothing.
+    Defined in appendix A: a reduce-scatter and an all-gather of N − 1 steps each, each step
+    num_bytes/N, so ``2·(N−1)/N · num_bytes``. One rank sends nothing.
     """
     num_bytes = finite_number("num_bytes", num_bytes, minimum=0)
     n = positive_int("world_size", world_size)
@@ -163,7 +128,7 @@ def ring_all_reduce_bytes(num_bytes: float, world_size: int) -> float:
 
 @dataclass(frozen=True)
 class ModelStateBytes:
-    """The model state one GPU holds, in bytes, part by part (appendix A)."""
+    """The model state one GPU holds, in bytes, part by part; activations and buffers come on top (appendix A)."""
 
     stage: str  # a `STAGES` key
     world_size: int
@@ -192,9 +157,8 @@ def model_state_bytes(
 ) -> ModelStateBytes:
     """Bytes of weights, gradients and optimizer state on each of `world_size` GPUs (appendix A).
 
-    ``stage`` is "ddp", "zero1", "zero2" or "zero3" (`STAGES` says what each shards). The
-    defaults are mixed precision with Adam, 2 + 2 + 12 bytes per parameter; for fp32
-    training without a master copy, pass ``weight_bytes=4, grad_bytes=4, optimizer_bytes=8``.
+    ``stage`` is a `STAGES` key. The defaults are mixed precision with Adam, 2 + 2 + 12 bytes per
+    parameter; for fp32 without a master copy, ``weight_bytes=4, grad_bytes=4, optimizer_bytes=8``.
     """
     n_params, n = positive_int("num_parameters", num_parameters), positive_int("world_size", world_size)
     sharded = STAGES[one_of("stage", stage, STAGES)]
@@ -210,11 +174,9 @@ def model_state_bytes(
 def bytes_sent_per_step(num_parameters: int, stage: str, world_size: int, grad_bytes: int = GRAD_BYTES) -> float:
     """Bytes each GPU sends per optimizer step to keep its replica or shard in step (appendix A).
 
-    DDP, ZeRO-1 and ZeRO-2 move the gradient once through a ring all-reduce (or its two
-    halves, a reduce-scatter and an all-gather): ``2·(N−1)/N`` × the gradient's bytes.
-    ZeRO-3 also gathers the sharded weights twice (for the forward, and again for the
-    backward, having freed them in between): 1.5× as much, ``3·(N−1)/N`` × (Rajbhandari
-    et al. 2020, section 7). Weights and gradients are taken to be of the same size.
+    DDP, ZeRO-1 and ZeRO-2 move the gradient once, by a ring all-reduce or its two halves:
+    ``2·(N−1)/N`` × its bytes. ZeRO-3 gathers the weights again for the backward, 1.5× as much
+    (ZeRO paper, section 7). Weights and gradients are taken to be of the same size.
     """
     one_of("stage", stage, STAGES)
     gradient = positive_int("num_parameters", num_parameters) * positive_int("grad_bytes", grad_bytes)

@@ -1,12 +1,10 @@
 """Timing done right: warm-up, synchronize, several samples (chapter 10).
 
-Three things go wrong when timing GPU work: the first calls are slow (kernel selection,
-allocator growth, AdamW's state), the host only *queues* kernels (read the clock after
-synchronizing, or let CUDA events timestamp the GPU's own work), and one sample is noise.
-`time_calls` does all three right; `make_train_step` is the training step everything in
-chapter 10 times; `compare` times several models side by side, fairly (in rounds whose
-order rotates); `measure_peak_flops` and `measure_bandwidth` measure what the device can
-reach, for MFU on a CPU and for the roofline.
+The first calls are slow (kernel selection, allocator growth, AdamW's state), the host
+only *queues* GPU kernels, and one sample is noise: `time_calls` handles all three.
+`make_train_step` is the step chapter 10 times, `compare` times models side by side in
+rotating rounds, and `measure_peak_flops` and `measure_bandwidth` measure what the device
+can reach (MFU on a CPU, the roofline).
 """
 
 from __future__ import annotations
@@ -74,13 +72,11 @@ def make_train_step(
 ) -> Callable[[], None]:
     """One training step (forward, loss, backward, AdamW) as a function of no arguments.
 
-    Defined in chapter 10. `model(inputs)` must return logits (B, T, vocab): other
-    libraries' models are adapted to that in ``benchmarks/peers.py``. The loss is
-    `gptcourse.train.cross_entropy_loss`, under autocast in `dtype`. ``lr=0`` by default:
-    the optimizer does all its work, but measuring does not change the weights. fp16 gets
-    a gradient scaler, as it would in training. ``fused=True`` runs AdamW's update as a
-    few fused kernels (`fused_adamw_supported` says where); None is PyTorch's default (on
-    a GPU the "foreach" implementation: one kernel per operation over all the tensors).
+    Defined in chapter 10. `model(inputs)` must return logits (B, T, vocab); other models
+    are adapted in ``benchmarks/peers.py``. The loss is `cross_entropy_loss` under autocast
+    in `dtype`, with a gradient scaler for fp16. ``lr=0``: the optimizer does all its work,
+    the weights stay. ``fused=True``: AdamW in a few fused kernels (`fused_adamw_supported`);
+    None: PyTorch's default ("foreach" on a GPU: one kernel per operation over all tensors).
     """
     device = inputs.device
     if fused and not fused_adamw_supported(device):
@@ -210,14 +206,10 @@ def compare(
 
     Why rounds: on a busy machine the model timed right after another can read a few
     percent slower; a ratio taken within a round compares measurements made moments apart.
-
-    Every model gets the same step (`make_train_step`: forward, the same loss, backward,
-    AdamW with lr=0, under autocast in `dtype`) on the same `inputs` and `targets`, and
-    `warmup` untimed steps first. Then, for each of `rounds` rounds, each model runs
-    `steps_per_round` timed steps; round r starts with model r mod n and keeps the same
-    cyclic order (A B C, B C A, C A B, ...), so that over a multiple of n rounds every model
-    takes every place equally often. The first model of `models` is the reference of
-    `Comparison.ratios`.
+    Each model runs the same `make_train_step` (lr=0, autocast in `dtype`) on the same
+    batch, `warmup` steps untimed, then `steps_per_round` a round. Round r starts with model
+    r mod n (A B C, B C A, ...): over a multiple of n rounds each takes every place equally
+    often. The first model is the reference of `Comparison.ratios`.
     """
     if not models:
         raise ValueError("models: give at least one model to time, as {name: model}.")

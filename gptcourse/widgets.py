@@ -1,12 +1,9 @@
 """The chapters' interactive figures: a figure with controls that redraw it (chapters 3 and 9).
 
-Both apps are a `LiveFigure`. Made the last line of a notebook cell, one shows its
-ipywidgets controls, then its figure as an ordinary image (what a page rendered without a
+`AttentionExplorer` (chapter 3) and `FlopCalculator` (chapter 9) are `LiveFigure`s. As a cell's
+last line, one shows its ipywidgets controls, then its figure as an image (all a page without a
 kernel shows, e.g. the book online) and an optional Markdown table; with a kernel running,
-moving a control redraws the figure and the table in place.
-
-    AttentionExplorer(sentences, embedding)      # chapter 3
-    FlopCalculator(preset="gpt2-small")           # chapter 9
+moving a control redraws them in place.
 """
 
 from __future__ import annotations
@@ -171,10 +168,9 @@ def _short(device_name: str) -> str:
 class FlopCalculator(LiveFigure):
     """FLOPs, time and memory of a training step, with controls for size, context and batch.
 
-    Defined in chapter 9. Time per step = FLOPs ÷ (the device's peak × an assumed MFU);
-    with mixed precision, each GPU runs in the 16-bit precision its `gptcourse.peaks`
-    entry says it has (fp16 on a T4, which has no bf16; bf16 on an A100). Memory is
-    `gptcourse.memory.estimate_memory`.
+    Defined in chapter 9. Time per step = FLOPs ÷ (the device's peak × an assumed MFU), mixed
+    precision in each GPU's 16-bit format (`gptcourse.peaks`: fp16 on a T4, which has no bf16;
+    bf16 on an A100). Memory is `gptcourse.memory.estimate_memory`.
     """
 
     DEVICES = (("Tesla T4", 16), ("NVIDIA A100-SXM4-80GB", 80))  # name, GB of memory

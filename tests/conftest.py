@@ -52,3 +52,22 @@ def run_python():
         return result
 
     return run
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """``forward_calls(model)``: a list that records (tokens run, tokens cached before, or
+    None without a cache) for every call of ``model``, GPT or Llama (chapter 8's cache)."""
+
+    def spy_on(model) -> list[tuple[int, int | None]]:
+        calls: list[tuple[int, int | None]] = []
+        forward = model.forward
+
+        def spy(idx, cache=None):
+            calls.append((idx.shape[1], None if cache is None else len(cache)))
+            return forward(idx, cache=cache)
+
+        monkeypatch.setattr(model, "forward", spy)
+        return calls
+
+    return spy_on

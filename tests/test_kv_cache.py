@@ -78,22 +78,9 @@ def test_generate_past_the_context_length(attention, prompt_length):
     assert out[True].shape[1] == min(prompt_length, CFG.context_length) + 40
 
 
-def spy_on_forward(monkeypatch, model) -> list[tuple[int, int | None]]:
-    """(tokens run, tokens cached before, or None without a cache) for every call of `model`."""
-    calls = []
-    forward = model.forward
-
-    def spy(idx, cache=None):
-        calls.append((idx.shape[1], None if cache is None else len(cache)))
-        return forward(idx, cache=cache)
-
-    monkeypatch.setattr(model, "forward", spy)
-    return calls
-
-
-def test_the_cache_runs_the_prompt_once_then_one_token_per_step(monkeypatch):
+def test_the_cache_runs_the_prompt_once_then_one_token_per_step(forward_calls):
     gpt = GPT(GPTConfig.from_preset("gpt-nano")).eval()
-    calls = spy_on_forward(monkeypatch, gpt)
+    calls = forward_calls(gpt)
     text = gpt.generate("Hello, world", max_new_tokens=5)
     assert calls == [(3, 0), (1, 3), (1, 4), (1, 5), (1, 6)]
     calls.clear()
@@ -101,9 +88,9 @@ def test_the_cache_runs_the_prompt_once_then_one_token_per_step(monkeypatch):
     assert calls == [(3, None), (4, None), (5, None), (6, None), (7, None)]  # the whole text every step
 
 
-def test_past_the_context_the_cache_restarts_on_the_window(monkeypatch):
+def test_past_the_context_the_cache_restarts_on_the_window(forward_calls):
     gpt = model("sdpa")
-    calls = spy_on_forward(monkeypatch, gpt)
+    calls = forward_calls(gpt)
     gpt.generate(torch.zeros(1, 22, dtype=torch.long), max_new_tokens=5)
     # 22 + 2 fill the context of 24; from then on each step recomputes the last 24 tokens.
     assert calls == [(22, 0), (1, 22), (1, 23), (24, 0), (24, 0)]

@@ -35,6 +35,7 @@ FRONT_DOOR_LAYER = "training"
 # What a student opens from the chapters: every line fits the book's 88-column code cell.
 STUDENT_LAYERS = ("base", "text", "model", "training")
 MAX_MODULE_LINES = 500  # SPEC.md: small modules, each read in one sitting
+MAX_DOCSTRING_LINES = 10  # what and why in a few lines, quotes included; the prose is the book's
 MAX_MODEL_CLOSURE_LINES = 950  # model.py and what it imports: about a third of nanoGPT's 330 lines x 3
 COLUMNS = 88
 
@@ -163,6 +164,29 @@ def test_there_is_no_import_cycle_even_inside_functions():
 def test_no_module_is_too_long_to_read_in_one_sitting():
     long = {m: len(lines(m)) for m in module_names() if len(lines(m)) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by idea): {long}"
+
+
+def long_docstrings(source: str, name: str) -> list[str]:
+    """``name.function: N lines`` for each docstring of `source` over `MAX_DOCSTRING_LINES`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
+            doc = node.body[0]
+            length = doc.end_lineno - doc.lineno + 1
+            if length > MAX_DOCSTRING_LINES:
+                found.append(f"{name}.{getattr(node, 'name', '<module>')}: {length} lines")
+    return found
+
+
+def test_docstrings_say_what_and_why_in_a_few_lines():
+    long = [found for m in sorted(module_names()) for found in long_docstrings("\n".join(lines(m)), m)]
+    assert not long, "docstrings to shorten (the explanation belongs in the chapter):\n" + "\n".join(long)
+
+
+def test_a_long_docstring_is_caught():
+    essay = "def f():\n    \"\"\"One line.\n" + "    More.\n" * 10 + "    \"\"\"\n"
+    assert long_docstrings(essay, "m") == ["m.f: 12 lines"]
+    assert long_docstrings('"""Short."""\n', "m") == []
 
 
 def test_model_py_stays_small_with_what_it_imports():

@@ -187,17 +187,10 @@ def test_cached_generation_equals_uncached_also_past_the_context():
         model.generate(torch.tensor([1, 97]), 2)
 
 
-def test_generation_keeps_the_mode_and_runs_one_token_per_step_with_the_cache(monkeypatch):
+def test_generation_keeps_the_mode_and_runs_one_token_per_step_with_the_cache(forward_calls):
     model = Llama(tiny(context_length=8))
     model.train()
-    calls = []
-    forward = model.forward
-
-    def spy(idx, cache=None):
-        calls.append((idx.shape[1], None if cache is None else len(cache)))
-        return forward(idx, cache=cache)
-
-    monkeypatch.setattr(model, "forward", spy)
+    calls = forward_calls(model)
     model.generate(torch.tensor([1, 2, 3]), 7)
     assert model.training
     # The prompt once, then one token per step after the cached ones; past the context
