@@ -112,18 +112,23 @@ def generate(
 def _next_token_logits(
     model: nn.Module, idx: torch.Tensor, cache: KVCache | None
 ) -> torch.Tensor:
-    """The logits for the token after `idx` (B, T): the last position predicts it."""
+    """The logits for the token after `idx` (B, T): the last position predicts it.
+
+    ``last_only=True``: the head (50,257 outputs per position in GPT-2) runs on the
+    last position only, with or without a cache, as nanoGPT does at inference.
+    """
     context_length = model.config.context_length
     if cache is None:
-        return model(idx[:, -context_length:])[:, -1, :]
+        return model(idx[:, -context_length:], last_only=True)[:, -1, :]
     if idx.shape[1] > context_length:
         # The window slides: every token moves to a new position, so the cached keys
         # and values (computed at the old positions) are stale. Recompute the window.
         cache.clear()
-        return model(idx[:, -context_length:], cache=cache)[:, -1, :]
+        window = idx[:, -context_length:]
+        return model(window, cache=cache, last_only=True)[:, -1, :]
     # Up to the context, the cache holds idx[:, :len(cache)]: run only the tokens
     # after it (the whole prompt on the first step, then one token per step).
-    return model(idx[:, len(cache) :], cache=cache)[:, -1, :]
+    return model(idx[:, len(cache) :], cache=cache, last_only=True)[:, -1, :]
 
 
 def _pick_next(

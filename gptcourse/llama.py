@@ -354,12 +354,15 @@ class Llama(nn.Module):
         """Parameters, each counted once (a tied head shares the token embedding's)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
         """Logits (batch, tokens, vocab) for token ids (batch, tokens) (appendix B).
 
         With a `cache`, `idx` holds the tokens after the cached ones: their positions
         start at ``len(cache)``, their keys and values join the cache, as in `GPT`. Only
         shapes are checked (ids are checked where they enter), so it runs on meta.
+        ``last_only=True``, as in `GPT`: the head on the last position only.
         """
         if idx.dim() != 2:
             raise ValueError(
@@ -386,7 +389,9 @@ class Llama(nn.Module):
         x = self.tok_emb(idx)  # (B, T, d)
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, cos, sin, cache, layer)
-        return self.out_head(self.final_norm(x))  # (B, T, vocab)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, d)
+        return self.out_head(self.final_norm(x))  # (B, T, vocab) or (B, 1, vocab)
 
     def generate(
         self,

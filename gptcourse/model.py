@@ -136,13 +136,16 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())  # a shared tensor counts once
         return n - self.pos_emb.weight.numel() if exclude_position_embeddings else n
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
         """Logits (batch, tokens, vocab_size) for token ids (batch, tokens) (chapter 6).
 
         Only shapes are checked: reading the ids' values would make a GPU wait at every
         step (they are checked where they enter: `generate`, the tokenizer, the data).
         With a `cache` (chapter 8), `idx` holds the tokens after the cached ones: their
         positions start at ``len(cache)`` and their keys and values join the cache.
+        ``last_only=True`` (generation, ch. 8) runs the head on the last position only.
         """
         if idx.dim() != 2:
             raise ValueError(
@@ -170,8 +173,10 @@ class GPT(nn.Module):
         x = self.drop_emb(x)
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, cache, layer)  # (B, T, d)
+        if last_only:  # only the last position predicts the next token: skip the rest
+            x = x[:, -1:, :]  # (B, 1, d)
         x = self.final_norm(x)
-        return self.out_head(x)  # (B, T, vocab)
+        return self.out_head(x)  # (B, T, vocab), or (B, 1, vocab) with last_only
 
     def generate(
         self,

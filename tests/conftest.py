@@ -63,9 +63,9 @@ def forward_calls(monkeypatch):
         calls: list[tuple[int, int | None]] = []
         forward = model.forward
 
-        def spy(idx, cache=None):
+        def spy(idx, cache=None, **options):
             calls.append((idx.shape[1], None if cache is None else len(cache)))
-            return forward(idx, cache=cache)
+            return forward(idx, cache=cache, **options)
 
         monkeypatch.setattr(model, "forward", spy)
         return calls

@@ -104,3 +104,22 @@ def test_bad_arguments(tiny, kwargs, error, message):
 def test_check_token_ids_names_the_parameter():
     with pytest.raises(ValueError, match="prompt holds token id 7"):
         check_token_ids(torch.tensor([7]), vocab_size=5, name="prompt")
+
+
+def test_last_only_gives_the_last_positions_logits(tiny):
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full, last = tiny(ids), tiny(ids, last_only=True)
+    assert last.shape == (2, 1, 97)
+    torch.testing.assert_close(last[:, 0], full[:, -1])
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_generation_runs_the_head_on_one_position_per_step(tiny, use_cache):
+    # The fair baseline of chapter 8: without a cache, the model still reads every
+    # token, but the 50,257-wide head (here 97) runs on the last position only.
+    rows = []
+    hook = tiny.out_head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[1]))
+    generate(tiny, torch.tensor([1, 2, 3, 4, 5]), 4, use_cache=use_cache)
+    hook.remove()
+    assert rows == [1, 1, 1, 1]

@@ -391,3 +391,12 @@ def test_downloads_fail_fast_offline(tmp_path, monkeypatch):
     monkeypatch.setattr("gptcourse.weights.reachable", lambda url, timeout=3.0: False)  # as offline, at once
     with pytest.raises(WeightsUnavailableError, match=r"cannot be reached|switched off.*\n.*hf_hub_download"):
         llama_weights.download_checkpoint(repo, cache_dir=tmp_path)
+
+
+def test_last_only_gives_the_last_positions_logits():
+    model = Llama("llama-nano").eval()
+    ids = torch.randint(0, model.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full, last = model(ids), model(ids, last_only=True)
+    assert last.shape == (2, 1, model.config.vocab_size)
+    torch.testing.assert_close(last[:, 0], full[:, -1])
