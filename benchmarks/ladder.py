@@ -8,8 +8,9 @@
                                              # a larger GPU capped to a T4's free memory
 
 fp32 → TF32 → autocast → SDPA → torch.compile → fused AdamW → vocabulary 50,304 → the largest
-batch that fits (gptcourse.ladder.LADDER). Each rung prints tokens/s, its speed-up over the
-first, MFU against the datasheet peak (a GPU in gptcourse.peaks.PEAKS) and against the matmul
+batch that fits (gptcourse.ladder.LADDER). The rungs are timed in rounds, in an order that
+rotates; each prints tokens/s, its speed-up over the first (the median of the rounds', with
+their lowest and highest), MFU against the datasheet peak (a GPU in gptcourse.peaks.PEAKS) and against the matmul
 peak measured for its precision, and peak memory measured (GPU) beside the estimate. A rung
 that does not apply here is skipped, with the reason; one that runs out of memory says so.
 A benchmark prints figures: it passes or fails nothing.
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", help="gpt2-small, gpt2-medium, ... (default: gpt2-small on a GPU, a small GPT on a CPU)")
     parser.add_argument("--batch", type=int, help="the batch of every rung but the last (default: 8 on a GPU, 2 on a CPU)")
     parser.add_argument("--seq", type=int, help="tokens per sequence (default: 1024 on a GPU, 128 on a CPU)")
-    parser.add_argument("--steps", type=int, help="timed training steps per rung (default: 5)")
+    parser.add_argument("--steps", type=int, help="timed training steps per rung and round (default: 3 on a GPU, 1 on a CPU)")
+    parser.add_argument("--rounds", type=int, help="rounds, each timing every rung in a rotating order (default: 3)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default: 2 on a GPU, 1 on a CPU)")
     parser.add_argument("--max-batch", type=int, help="the largest-batch rung's ceiling (default: 64 on a GPU, 2× the batch on a CPU)")
     parser.add_argument("--compile-on-cpu", action="store_true", help="run the torch.compile rung on a CPU too (minutes)")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     config = GPTConfig.from_preset(args.preset) if args.preset else default_workload(device)["config"]
     results = run_ladder(
         config, batch_size=args.batch, seq_len=args.seq, device=device, steps=args.steps, warmup=args.warmup,
-        compile_on_cpu=args.compile_on_cpu, max_batch_size=args.max_batch, skip=args.skip, verbose=True,
+        compile_on_cpu=args.compile_on_cpu, max_batch_size=args.max_batch, skip=args.skip, verbose=True, rounds=args.rounds,
     )  # fmt: skip
     if args.record or args.results:
         cap = memory_cap()

@@ -436,7 +436,11 @@ GPU_RUNS: dict[str, GPURun] = _run_table(
         batch_size=1, seq_len=1024, dtype="fp32", models_resident=2, training=False,
     ),
     GPURun(
-        10, "ch10-model", "chapter 10's model: the measurement, the batch and context sweeps (B·T = 8192), the memory check",
+        8, "ch08-kv-sizes", "one decoding step timed with and without the KV cache, up to GPT-2 large's shape",
+        batch_size=1, seq_len=1024, config="gpt2-large", dtype="fp32", training=False, alongside=("gpt2-small",) * 2,
+    ),
+    GPURun(
+        10, "ch10-model", "chapter 10's model: the measurement, the batch sweep, the memory check",
         batch_size=8, seq_len=1024,
     ),
     GPURun(
@@ -448,12 +452,17 @@ GPU_RUNS: dict[str, GPURun] = _run_table(
         batch_size=4, seq_len=1024, dtype="fp32",
     ),
     GPURun(
-        10, "ch10-attention", "manual attention against SDPA at T = 1024: the manual one stores every T×T matrix",
-        batch_size=4, seq_len=1024, attention="manual", alongside=("gpt2-small",),
+        10, "ch10-attention", "manual attention against SDPA at T = 1024, both models on the GPU, timed in turns",
+        batch_size=4, seq_len=1024, attention="manual", models_resident=2, alongside=("gpt2-small",),
     ),
     GPURun(
-        10, "ch10-compile", "torch.compile'd GPT-2 small (compiled code needs no more than eager)",
-        batch_size=8, seq_len=1024, alongside=("gpt2-small",),
+        10, "ch10-context", "the context sweep's narrow GPT (T* = 2,048), B·T = 8192 up to T = 8192",
+        batch_size=1, seq_len=8192, alongside=("gpt2-small",),
+        overrides=(("emb_dim", 256), ("n_heads", 4), ("n_layers", 4), ("vocab_size", 4096), ("context_length", 8192)),
+    ),
+    GPURun(
+        10, "ch10-compile", "torch.compile'd GPT-2 small against an eager one, both on the GPU, timed in turns",
+        batch_size=8, seq_len=1024, models_resident=2, alongside=("gpt2-small",),
     ),
     GPURun(
         10, "ch10-vocab", "vocabulary 50304 against 50257, both models on the GPU, timed in turns",

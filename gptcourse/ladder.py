@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import statistics
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,7 +31,7 @@ from .gpu_budget import find_max_batch_size, fit_batch_size
 from .memory import estimate_memory
 from .mfu import TrainingMeasurement, measure_training
 from .model import GPT
-from .timing import fused_adamw_supported
+from .timing import fused_adamw_supported, rotation
 
 # A CPU's ladder: GPT-2's own vocabulary (so that the padding rung is GPT-2's), everything
 # else small enough for two cores to climb every rung in about 10 s. The LM head and the
@@ -155,7 +157,18 @@ class RungResult:
     status: str  # "ran", "skipped" or "out of memory"
     note: str  # why a rung was skipped, what ran out of memory, how the batch was sized
     setup: Setup  # what the rung ran with (for a skipped rung: the setup it left unchanged)
-    measurement: TrainingMeasurement | None
+    measurement: TrainingMeasurement | None  # all its timed steps, every round
+    round_times: tuple[tuple[float, ...], ...] = ()  # the step times of each round, in seconds
+
+    def round_tokens_per_second(self) -> list[float]:
+        """Tokens/s of each round: its median step, one figure a round."""
+        tokens = self.setup.batch_size * self.setup.seq_len
+        return [tokens / statistics.median(times) for times in self.round_times]
+
+    def speedups(self, reference: RungResult) -> list[float]:
+        """This rung's tokens/s ÷ `reference`'s, round by round: measurements moments apart."""
+        pairs = zip(self.round_tokens_per_second(), reference.round_tokens_per_second())
+        return [ours / theirs for ours, theirs in pairs]
 
     @property
     def precision(self) -> str | None:
@@ -227,10 +240,11 @@ def _measure(setup: Setup, device: torch.device, steps: int, warmup: int, seed: 
 
 def default_workload(device: torch.device | str) -> dict[str, Any]:
     """The sizes `run_ladder` climbs with when none are given: GPT-2 small at T = 1024, batch 8,
-    on a GPU; `CPU_CONFIG` at T = 128, batch 2, elsewhere (chapter 10)."""
+    on a GPU; `CPU_CONFIG` at T = 128, batch 2, elsewhere; `steps` timed a rung and round
+    (chapter 10)."""
     if torch.device(device).type == "cuda":
-        return {"config": GPTConfig.from_preset("gpt2-small"), "batch_size": 8, "seq_len": 1024, "steps": 5, "warmup": 2}
-    return {"config": CPU_CONFIG, "batch_size": 2, "seq_len": 128, "steps": 5, "warmup": 1}
+        return {"config": GPTConfig.from_preset("gpt2-small"), "batch_size": 8, "seq_len": 1024, "steps": 3, "warmup": 2, "rounds": 3}
+    return {"config": CPU_CONFIG, "batch_size": 2, "seq_len": 128, "steps": 1, "warmup": 1, "rounds": 3}
 
 
 def run_ladder(
@@ -245,16 +259,16 @@ def run_ladder(
     skip: Sequence[str] = (),
     seed: int = 0,
     verbose: bool = False,
+    rounds: int | None = None,
 ) -> list[RungResult]:
     """Climb `LADDER` on `device`: every rung's measurement, in order. Defined in chapter 10.
 
-    Sizes left as None come from `default_workload`; dropout is off. Each rung trains a
-    fresh model from ``seed`` (`measure_training`, lr=0) and restores the fp32 matmul
-    precision after. On a GPU the batch is first sized so that the first, hungriest rung
-    fits; the last rung looks for the largest batch up to ``max_batch_size`` (default
-    `GPU_MAX_BATCH` on a GPU, `CPU_BATCH_MULTIPLE` × the batch elsewhere). ``skip`` names
-    rungs to report as skipped; ``compile_on_cpu=True`` compiles on a CPU too.
-    ``verbose=True`` prints each rung's line (of `format_ladder`) as it finishes.
+    Sizes left as None come from `default_workload`. The rungs that apply are timed in
+    ``rounds`` rounds, in an order that rotates (`gptcourse.timing.rotation`), each time a
+    fresh model from ``seed`` (`measure_training`, lr=0, dropout off): a speed-up is taken
+    within a round (`RungResult.speedups`). On a GPU the batch is first sized so that the
+    hungriest rung fits; the last rung seeks the largest batch up to ``max_batch_size``.
+    ``skip`` names rungs to leave out; ``verbose=True`` prints the table (`format_ladder`).
     """
     device = get_device(None if device is None else str(device))  # which applies a memory cap, if one is set
     defaults = default_workload(device)
@@ -264,6 +278,7 @@ def run_ladder(
     batch_size, seq_len = batch_shape(cfg, batch_size, defaults["seq_len"] if seq_len is None else seq_len)
     steps = positive_int("steps", defaults["steps"] if steps is None else steps)
     warmup = non_negative_int("warmup", defaults["warmup"] if warmup is None else warmup)
+    rounds = positive_int("rounds", defaults["rounds"] if rounds is None else rounds)
     ceiling = optional_positive_int("max_batch_size", max_batch_size)
     if ceiling is None:
         ceiling = GPU_MAX_BATCH if device.type == "cuda" else CPU_BATCH_MULTIPLE * batch_size
@@ -273,40 +288,79 @@ def run_ladder(
 
     setup, note = _sized_to_fit(Setup(cfg, batch_size, seq_len), device)
     name = device_name(device)
-    results: list[RungResult] = []
     if verbose:
-        print(ladder_header(cfg, setup, device))
+        print(ladder_header(cfg, setup, device, rounds))
+    planned: list[tuple[Rung, str, str, Setup]] = []  # (rung, status, note, setup), climbed once
     for rung in LADDER:
-        error = None
-        try:
-            climbed = "left out (skip=...)" if rung.name in skip else rung.climb(setup, where)
-            if isinstance(climbed, str):
-                result = RungResult(rung.name, rung.what, name, "skipped", climbed, setup, None)
-            else:
-                setup = climbed
-                measurement = _measure(setup, device, steps, warmup, seed)
-                result = RungResult(rung.name, rung.what, name, "ran", note, setup, measurement)
-        except Exception as err:  # only an allocation failure is this rung's result; others propagate
-            if not gpu_budget.is_out_of_memory(err):
-                raise
-            message = str(err).splitlines()[0] if str(err) else ""
-            error = f"{type(err).__name__}: {message[:160]}{'…' if len(message) > 160 else ''}"  # CUDA's run long
-        if error is not None:  # outside the except block, so that its traceback (and tensors) are gone
-            result = RungResult(rung.name, rung.what, name, "out of memory", error, setup, None)
+        climbed = "left out (skip=...)" if rung.name in skip else _guarded(partial(rung.climb, setup, where))
+        if isinstance(climbed, Setup):
+            setup = climbed
+            planned.append((rung, "ran", note, setup))
+        elif isinstance(climbed, _OutOfMemory):
+            planned.append((rung, "out of memory", climbed.note, setup))
+        else:  # the reason it does not apply here
+            planned.append((rung, "skipped", climbed, setup))
         note = ""
-        if setup.compile:
-            torch._dynamo.reset()  # drop the compiled graphs, and the memory they hold on to
-        gpu_budget.release_memory()
-        results.append(result)
-        if verbose:
-            print(format_rung(result, results[0]))
+    setups = {rung.name: s for rung, status, _, s in planned if status == "ran"}
+    measured: dict[str, list[TrainingMeasurement]] = {rung: [] for rung in setups}
+    failed: dict[str, str] = {}
+    for r in range(rounds):
+        for rung_name in rotation([n for n in setups if n not in failed], r):
+            s = setups[rung_name]
+            m = _guarded(partial(_measure, s, device, steps, warmup, seed))
+            if isinstance(m, _OutOfMemory):  # reported, and the ladder goes on without it
+                failed[rung_name] = m.note
+            else:
+                measured[rung_name].append(m)
+            if s.compile:  # every round compiles afresh (warm-up), as the first did
+                torch._dynamo.reset()  # drop the compiled graphs, and the memory they hold on to
+            gpu_budget.release_memory()
+    results = []
+    for rung, status, note, s in planned:
+        if rung.name in failed:
+            status, note = "out of memory", failed[rung.name]
+        ms = measured.get(rung.name, []) if status == "ran" else []
+        results.append(RungResult(rung.name, rung.what, name, status, note, s, _pooled(ms), tuple(m.step_times for m in ms)))
+    if verbose:
+        print("\n".join(format_rung(r, results[0]) for r in results))
     return results
 
 
-_COLUMNS = f"{'rung':<14}{'prec':>5}{'batch':>6}{'tokens/s':>11}{'× fp32':>8}{'MFU sheet':>10}{'MFU matmul':>11}{'memory':>9}{'estimate':>9}"
+@dataclass(frozen=True)
+class _OutOfMemory:
+    note: str  # the error, in a line
 
 
-def ladder_header(config: GPTConfig, setup: Setup, device: torch.device) -> str:
+def _guarded(work: Callable[[], Any]) -> Any:
+    """``work()``, or `_OutOfMemory` if it ran out of memory; other errors propagate."""
+    error = None
+    try:
+        return work()
+    except Exception as err:  # only an allocation failure is this rung's result; others propagate
+        if not gpu_budget.is_out_of_memory(err):
+            raise
+        message = str(err).splitlines()[0] if str(err) else ""
+        error = f"{type(err).__name__}: {message[:160]}{'…' if len(message) > 160 else ''}"  # CUDA's run long
+    gpu_budget.release_memory()  # outside the except block, so that its traceback (and tensors) are gone
+    return _OutOfMemory(error)
+
+
+def _pooled(measurements: list[TrainingMeasurement]) -> TrainingMeasurement | None:
+    """One measurement of a rung's rounds: every step of every round, the highest memory."""
+    if not measurements:
+        return None
+    memory = [m.peak_memory for m in measurements if m.peak_memory is not None]
+    steps = tuple(t for m in measurements for t in m.step_times)
+    return dataclasses.replace(measurements[0], step_times=steps, peak_memory=max(memory) if memory else None)
+
+
+_COLUMNS = (
+    f"{'rung':<14}{'prec':>5}{'batch':>6}{'tokens/s':>10}{'× fp32':>7}{'rounds':>11}"
+    f"{'sheet':>7}{'matmul':>8}{'GiB':>6}{'est.':>6}"
+)
+
+
+def ladder_header(config: GPTConfig, setup: Setup, device: torch.device, rounds: int = 1) -> str:
     """The lines above the ladder's table: what was measured, where (chapter 10)."""
     if device.type == "cuda":
         cap = memory_cap()
@@ -317,8 +371,10 @@ def ladder_header(config: GPTConfig, setup: Setup, device: torch.device) -> str:
     shape = f"L{config.n_layers} h{config.n_heads} d{config.emb_dim} V{config.vocab_size}, T = {setup.seq_len}"
     return (
         f"optimisation ladder on {name}, torch {torch.__version__}: {shape}\n"
-        "MFU sheet: against the datasheet peak for the precision; MFU matmul: against the matmul\n"
-        "peak measured here for it; memory: measured peak (GPU) and estimate_memory, in GiB\n" + _COLUMNS
+        f"× fp32: the median over {rounds} round(s) of the speed-up over fp32 in the same round;\n"
+        "rounds: the lowest and highest of them. MFU against the datasheet peak (sheet) and the\n"
+        "measured matmul peak (matmul) of the rung's precision; memory: measured peak (GPU),\n"
+        "and estimate_memory, in GiB\n" + _COLUMNS
     )
 
 
@@ -331,15 +387,17 @@ def _gib(value: int | None) -> str:
 
 
 def format_rung(result: RungResult, first: RungResult | None = None) -> str:
-    """One line of the ladder's table; ``× fp32`` is the speed-up over `first` (chapter 10)."""
+    """One line of the ladder's table; ``× fp32``: the speed-up over `first`, the median of
+    the rounds', and ``rounds`` their lowest and highest (chapter 10)."""
     if result.status != "ran":
         return _wrapped(f"{result.status}: {result.note}", result.rung)
-    base = first.tokens_per_second if first is not None and first.tokens_per_second else None
-    speedup = "—" if base is None else f"{result.tokens_per_second / base:.2f}"
+    ratios = result.speedups(first) if first is not None and first.status == "ran" else []
+    speedup = f"{statistics.median(ratios):.2f}" if ratios else "—"
+    spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios and result is not first else "—"
     line = (
-        f"{result.rung:<14}{result.precision:>5}{result.setup.batch_size:>6}{result.tokens_per_second:>11,.0f}{speedup:>8}"
-        f"{_percent(result.mfu_datasheet):>10}{_percent(result.mfu_measured):>11}{_gib(result.peak_memory):>9}"
-        f"{_gib(result.estimated_memory):>9}"
+        f"{result.rung:<14}{result.precision:>5}{result.setup.batch_size:>6}{result.tokens_per_second:>10,.0f}"
+        f"{speedup:>7}{spread:>11}{_percent(result.mfu_datasheet):>7}{_percent(result.mfu_measured):>8}"
+        f"{_gib(result.peak_memory):>6}{_gib(result.estimated_memory):>6}"
     )
     return line + ("\n" + _wrapped(f"({result.note})") if result.note else "")
 

@@ -2,8 +2,8 @@
 
 Model FLOP Utilization (MFU, PaLM appendix B) = (FLOPs per training step / seconds per
 step) / peak FLOP/s **for the precision in use**. The FLOPs are `gptcourse.flops`'s exact
-count; the peak is the datasheet's (`gptcourse.peaks`) on a GPU, else a large matmul
-measured here (a CPU, a GPU the table does not know): `choose_peak`.
+count; the peak is the datasheet's (`gptcourse.peaks`) on a GPU, else the roof measured
+here, the fastest square matmul (a CPU, a GPU the table does not know): `choose_peak`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def choose_peak(device_name: str, precision: str, measured: float | None, given:
 
     In this order: the peak ``given`` (source "given"); the datasheet figure of a GPU in
     `gptcourse.peaks.PEAKS` for the `precision` the matmuls run in ("datasheet"); else the
-    ``measured`` matmul peak (`gptcourse.timing.measure_peak_flops`), labelled "measured
+    ``measured`` peak, the roof (`gptcourse.timing.measure_peak_flops`), labelled "measured
     matmul" on a CPU and "measured matmul (no datasheet figure for NAME)" on a GPU the
     table does not know, so that an RTX 4090 gets an MFU that says what it is taken against
     rather than an error.

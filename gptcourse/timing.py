@@ -3,22 +3,23 @@
 The first calls are slow (kernel selection, allocator growth, AdamW's state), the host
 only *queues* GPU kernels, and one sample is noise: `time_calls` handles all three.
 `make_train_step` is the step chapter 10 times, `compare` times models side by side in
-rotating rounds, and `measure_peak_flops` and `measure_bandwidth` measure what the device
-can reach (MFU on a CPU, the roofline).
+rounds whose order rotates (`rotation`), and `measure_matmuls`, `measure_peak_flops` (their
+fastest: the roof) and `measure_bandwidth` measure what the device can reach (MFU on a
+CPU, the roofline).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .checks import non_negative_int, optional_positive_int, positive_int
+from .checks import non_negative_int, positive_int
 from .device import autocast, get_device, needs_grad_scaler
 from .peaks import tf32_enabled
 from .train import cross_entropy_loss
@@ -112,37 +113,62 @@ def fused_adamw_supported(device: torch.device | str) -> bool:
     return True
 
 
-_MEASURED_PEAKS: dict[tuple[str, str, int, bool], float] = {}
+# The square matmuls chapter 10 sweeps: its roofline's points, and the sizes whose fastest
+# is the measured peak. Small sizes fit a CPU's caches and can be its fastest.
+PEAK_SIZES = {"cuda": (256, 512, 1024, 2048, 4096, 8192), "cpu": (32, 64, 128, 256, 512, 1024)}
+
+_MEASURED_MATMULS: dict[tuple[str, str, tuple[int, ...], bool], dict[int, float]] = {}
+
+
+def measure_matmuls(
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    sizes: Sequence[int] | None = None,
+    repeats: int = 7,
+    warmup: int = 2,
+    refresh: bool = False,
+) -> dict[int, float]:
+    """FLOP/s of an (n×n)·(n×n) matmul for each n in `sizes`, the median of `repeats` calls.
+
+    Defined in chapter 10. ``sizes`` defaults to `PEAK_SIZES` (the GPU's on a GPU, else
+    the CPU's). Remembered per (device, dtype, sizes, TF32 setting), so that a notebook's
+    roofline and its MFUs share one measurement; ``refresh=True`` measures again.
+    """
+    device = get_device() if device is None else torch.device(device)
+    default = PEAK_SIZES["cuda" if device.type == "cuda" else "cpu"]
+    sizes = tuple(positive_int("sizes", n) for n in (default if sizes is None else sizes))
+    if not sizes:
+        raise ValueError("sizes: give at least one matrix size n, e.g. sizes=(256, 1024).")
+    repeats = positive_int("repeats", repeats)
+    key = (str(device), str(dtype), sizes, dtype == torch.float32 and tf32_enabled())
+    if key in _MEASURED_MATMULS and not refresh:
+        return dict(_MEASURED_MATMULS[key])
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    flops = {}
+    for n in sizes:
+        a = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
+        b = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
+        times = time_calls(lambda a=a, b=b: a @ b, device, repeats=repeats, warmup=warmup)
+        flops[n] = 2 * n**3 / statistics.median(times)
+    _MEASURED_MATMULS[key] = flops
+    return dict(flops)
 
 
 def measure_peak_flops(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
-    n: int | None = None,
+    sizes: Sequence[int] | None = None,
     repeats: int = 7,
     warmup: int = 2,
     refresh: bool = False,
 ) -> float:
-    """The achievable matmul FLOP/s: the median over `repeats` of an (n×n)·(n×n) product.
+    """The achievable matmul FLOP/s, the roof: the fastest of `measure_matmuls` over `sizes`.
 
-    Defined in chapter 10. ``n`` defaults to 8192 on a GPU and 1024 on a CPU (large enough
-    to be compute-bound, small enough to take well under a second). The result is
-    remembered per (device, dtype, n, TF32 setting) so that a notebook's MFU figures share
-    one denominator, and an fp32 peak measured with TF32 on (`gptcourse.peaks.tf32_enabled`)
-    is never reused with it off; ``refresh=True`` measures again.
+    Defined in chapter 10. The one definition of a device's measured peak, which MFU on a
+    CPU (or an unlisted GPU) is taken against. Not one size: on a CPU a matrix that fits
+    the caches can run twice as fast as a large one. Remembered like `measure_matmuls`.
     """
-    device = get_device() if device is None else torch.device(device)
-    n = optional_positive_int("n", n) or (8192 if device.type == "cuda" else 1024)
-    repeats = positive_int("repeats", repeats)
-    key = (str(device), str(dtype), n, dtype == torch.float32 and tf32_enabled())
-    if key in _MEASURED_PEAKS and not refresh:
-        return _MEASURED_PEAKS[key]
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
-    b = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
-    times = time_calls(lambda: a @ b, device, repeats=repeats, warmup=warmup)
-    _MEASURED_PEAKS[key] = 2 * n**3 / statistics.median(times)
-    return _MEASURED_PEAKS[key]
+    return max(measure_matmuls(device, dtype, sizes, repeats, warmup, refresh).values())
 
 
 def measure_bandwidth(device: torch.device | str | None = None, n_bytes: int = 256 * 2**20, repeats: int = 7) -> float:
@@ -193,6 +219,16 @@ class Comparison:
         return statistics.median(self.ratios(name))
 
 
+def rotation(names: Sequence[str], round_index: int) -> tuple[str, ...]:
+    """The order of round r: the candidates from the (r mod n)-th on, then the others.
+
+    Defined in chapter 10: A B C, B C A, C A B, ... so that over n rounds each candidate
+    runs in every place once, and none always first (or always after the same one).
+    """
+    k = non_negative_int("round_index", round_index) % max(1, len(names))
+    return tuple(names[k:]) + tuple(names[:k])
+
+
 def compare(
     models: Mapping[str, nn.Module],
     inputs: torch.Tensor,
@@ -225,7 +261,7 @@ def compare(
         for name in names:
             time_calls(steps[name], device, repeats=0, warmup=warmup)
         for r in range(rounds):
-            order = tuple(names[r % len(names) :] + names[: r % len(names)])
+            order = rotation(names, r)
             orders.append(order)
             for name in order:
                 if device.type == "cuda":
@@ -237,3 +273,32 @@ def compare(
         for model in models.values():
             model.zero_grad(set_to_none=True)
     return Comparison(inputs.numel(), {n: tuple(t) for n, t in times.items()}, tuple(orders), peak_memory)
+
+
+def compare_calls(
+    calls: Mapping[str, Callable[[], Any]],
+    device: torch.device | str,
+    rounds: int = 6,
+    calls_per_round: int = 3,
+    warmup: int = 1,
+    tokens_per_call: int = 1,
+) -> Comparison:
+    """Time functions of no arguments side by side, in rotating rounds as `compare` does.
+
+    Defined in chapter 8, for work that is not a training step: generating text, one
+    decoding step. The first is the reference of `Comparison.ratios`; `tokens_per_call`
+    is what `Comparison.tokens_per_second` counts (e.g. the tokens one call generates).
+    """
+    if not calls:
+        raise ValueError("calls: give at least one function to time, as {name: fn}.")
+    rounds, calls_per_round = positive_int("rounds", rounds), positive_int("calls_per_round", calls_per_round)
+    warmup, tokens_per_call = non_negative_int("warmup", warmup), positive_int("tokens_per_call", tokens_per_call)
+    names = list(calls)
+    for name in names:
+        time_calls(calls[name], device, repeats=0, warmup=warmup)
+    orders = tuple(rotation(names, r) for r in range(rounds))
+    times: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
+    for order in orders:
+        for name in order:
+            times[name].append(tuple(time_calls(calls[name], device, repeats=calls_per_round, warmup=0)))
+    return Comparison(tokens_per_call, {n: tuple(t) for n, t in times.items()}, orders, dict.fromkeys(names))

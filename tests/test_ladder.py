@@ -184,3 +184,32 @@ def test_recorded_rows_show_as_one_table_per_run(climbed):
     assert "| tf32 | — | — | — | — | — | — | — | skipped: TF32 is a format" in text
     fp32 = next(line for line in text.splitlines() if line.startswith("| fp32 |"))
     assert fp32.split(" | ")[1:3] == ["fp32", "2"] and fp32.count("%") == 1  # the measured MFU only, on a CPU
+
+
+def test_rungs_are_timed_in_rotating_rounds_and_compared_within_each(monkeypatch):
+    # A machine that slows down round by round: the speed-up of a rung over fp32 is taken
+    # within each round, so the slowdown cancels; the spread is the rounds' range.
+    measure = ladder._measure
+    order = []
+
+    def timed(setup, device, steps, warmup, seed):
+        m = measure(setup, device, steps, warmup, seed)
+        rung = "autocast" if setup.attention == "manual" and setup.dtype == torch.bfloat16 else None
+        rung = "fp32" if setup.dtype == torch.float32 else rung or f"{setup.attention} {setup.fused} {setup.config.vocab_size}"
+        order.append(rung)
+        slowdown = 1 + (len(order) - 1) // 2  # two rungs a round, each round slower than the one before
+        seconds = (1.0 if rung == "fp32" else 0.5) * slowdown
+        return dataclasses.replace(m, step_times=(seconds,) * steps)
+
+    monkeypatch.setattr(ladder, "_measure", timed)
+    results = run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", steps=2, warmup=0, rounds=3,
+                         skip=["sdpa", "fused AdamW", "padded vocab", "largest batch"])  # fmt: skip
+    by = {r.rung: r for r in results}
+    assert order[:2] == ["fp32", "autocast"] and order[2:4] == ["autocast", "fp32"], "the order rotates"
+    assert len(by["autocast"].round_times) == 3 and len(by["autocast"].measurement.step_times) == 6
+    assert by["autocast"].speedups(by["fp32"]) == pytest.approx([2.0, 2.0, 2.0]), "within each round"
+    assert by["autocast"].round_tokens_per_second() != by["fp32"].round_tokens_per_second()
+    line = next(line for line in format_ladder(results).splitlines() if line.startswith("autocast"))
+    assert " 2.00  2.00–2.00 " in line, line
+    with pytest.raises(ValueError, match="rounds must be a positive int"):
+        run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", rounds=0)

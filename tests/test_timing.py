@@ -72,11 +72,34 @@ def test_train_step_with_a_learning_rate_lowers_the_loss():
 
 
 def test_measured_peak_is_remembered_until_refreshed():
-    first = measure_peak_flops("cpu", torch.float32, n=128, repeats=3, warmup=1, refresh=True)
+    first = measure_peak_flops("cpu", torch.float32, sizes=(64, 128), repeats=3, warmup=1, refresh=True)
     assert math.isfinite(first) and first > 1e6
-    assert measure_peak_flops("cpu", torch.float32, n=128) == first  # one denominator for a whole notebook
-    with pytest.raises(ValueError, match="n must be a positive int"):
-        measure_peak_flops("cpu", n=0)
+    assert measure_peak_flops("cpu", torch.float32, sizes=(64, 128)) == first  # one denominator for a whole notebook
+    with pytest.raises(ValueError, match="sizes must be a positive int"):
+        measure_peak_flops("cpu", sizes=(0,))
+    with pytest.raises(ValueError, match="sizes: give at least one"):
+        measure_peak_flops("cpu", sizes=())
+
+
+def test_the_peak_is_the_fastest_size_not_the_largest(monkeypatch):
+    # On a CPU a matrix that fits the caches can run faster than a large one: the roof is the
+    # fastest size measured, and the roofline's points are the very same measurements.
+    seconds = {8: 1e-6, 16: 2e-6, 32: 1e-4}  # 32×32 is the slowest per FLOP
+    monkeypatch.setattr(timing, "time_calls", lambda fn, device, repeats, warmup: [seconds[fn().shape[0]]])
+    monkeypatch.setattr(timing, "_MEASURED_MATMULS", {})
+    by_size = timing.measure_matmuls("cpu", torch.float32, sizes=(8, 16, 32))
+    assert by_size == {n: 2 * n**3 / seconds[n] for n in (8, 16, 32)}
+    peak = measure_peak_flops("cpu", torch.float32, sizes=(8, 16, 32))
+    assert peak == by_size[16] == max(by_size.values()), "the fastest size, 16, not the largest, 32"
+    assert timing.PEAK_SIZES["cpu"][-1] == 1024 and timing.PEAK_SIZES["cuda"][-1] == 8192  # the chapter's sweep
+
+
+def test_rotation_puts_every_candidate_in_every_place():
+    names = ["a", "b", "c"]
+    orders = [timing.rotation(names, r) for r in range(3)]
+    assert orders == [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b")]
+    assert all(sorted(order[i] for order in orders) == names for i in range(3))
+    assert timing.rotation(names, 4) == ("b", "c", "a") and timing.rotation([], 2) == ()
 
 
 def test_bandwidth_is_positive():
@@ -103,17 +126,17 @@ def test_an_fp32_peak_measured_with_tf32_is_not_reused_without(monkeypatch):
     # be divided by it. The remembered peaks are keyed by the TF32 setting too.
     seconds = iter([1.0, 0.5, 0.25])
     monkeypatch.setattr(timing, "time_calls", lambda fn, device, repeats, warmup: [next(seconds)])
-    monkeypatch.setattr(timing, "_MEASURED_PEAKS", {})
+    monkeypatch.setattr(timing, "_MEASURED_MATMULS", {})
     before = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("highest")
-        fp32 = measure_peak_flops("cpu", torch.float32, n=8)
+        fp32 = measure_peak_flops("cpu", torch.float32, sizes=(8,))
         torch.set_float32_matmul_precision("high")
-        tf32 = measure_peak_flops("cpu", torch.float32, n=8)
+        tf32 = measure_peak_flops("cpu", torch.float32, sizes=(8,))
         assert tf32 == 2 * fp32, "measured again, not the fp32 figure"
-        assert measure_peak_flops("cpu", torch.bfloat16, n=8) == 4 * fp32
+        assert measure_peak_flops("cpu", torch.bfloat16, sizes=(8,)) == 4 * fp32
         torch.set_float32_matmul_precision("highest")
-        assert measure_peak_flops("cpu", torch.float32, n=8) == fp32, "each setting's figure is remembered"
+        assert measure_peak_flops("cpu", torch.float32, sizes=(8,)) == fp32, "each setting's figure is remembered"
     finally:
         torch.set_float32_matmul_precision(before)
 
@@ -168,3 +191,23 @@ def test_compare_rejects_bad_arguments():
         compare({"ours": GPT(TINY)}, x, x, steps_per_round=0)
     with pytest.raises(ValueError, match="models: give at least one model"):
         compare({}, x, x)
+
+
+def test_compare_calls_times_functions_in_rotating_rounds():
+    # Chapter 8 times generation this way: functions of no arguments, not training steps.
+    log: list[str] = []
+
+    def call(name: str, seconds: float):
+        return lambda: (log.append(name), time.sleep(seconds))
+
+    calls = {"fast": call("fast", 0.0), "slow": call("slow", 0.02)}
+    result = timing.compare_calls(calls, "cpu", rounds=2, calls_per_round=2, warmup=1, tokens_per_call=8)
+    assert log == ["fast", "slow"] + ["fast"] * 2 + ["slow"] * 2 + ["slow"] * 2 + ["fast"] * 2, "warm-up, then A B, B A"
+    assert result.orders == (("fast", "slow"), ("slow", "fast")) and result.reference == "fast"
+    assert all(len(times) == 2 for name in calls for times in result.step_times[name])
+    assert min(result.ratios("slow")) > 1, "the slow call is slower in every round"
+    assert result.tokens_per_second("slow") < 8 / 0.02, "tokens_per_call counted per call"
+    with pytest.raises(ValueError, match="calls: give at least one"):
+        timing.compare_calls({}, "cpu")
+    with pytest.raises(ValueError, match="calls_per_round"):
+        timing.compare_calls(calls, "cpu", calls_per_round=0)
