@@ -1,8 +1,8 @@
 """Appendix B: from GPT-2 to a Llama-style model, one change at a time.
 
-`GPT` (chapter 6) with the changes today's open models share (Llama, Touvron et al.
+`GPT` (chapter 6) with the changes Llama-style models share (Llama, Touvron et al.
 2023): `RMSNorm` for `LayerNorm` (Zhang & Sennrich 2019), rotary position embeddings
-for the learned table (`apply_rope`; RoFormer, Su et al. 2021), the gated `SwiGLU`
+for the learned table (`apply_rope`, in `gptcourse.llama_rope`), the gated `SwiGLU`
 (Shazeer 2020), `GroupedQueryAttention` for a smaller KV cache (GQA, Ainslie et al.
 2023), no biases. Module names are `GPT`'s, so the two read as a diff.
 """
@@ -34,9 +34,10 @@ from .flops import ModelFamily, coerce_config, register_family
 from .generate import generate
 from .kv_cache import KVCache
 from .llama_flops import llama_flop_count, llama_parameter_counts
+from .llama_rope import RopeScaling, apply_rope, rope_angles
 from .weights import CheckpointError, read_tensors, shape_mismatches
 
-# The sizes a config needs; rope_base, tie_embeddings and norm_eps have defaults.
+# The sizes a config needs; the other fields have defaults.
 REQUIRED = (
     "vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "n_kv_groups",
     "hidden_dim",
@@ -62,6 +63,8 @@ class LlamaConfig:
     tie_embeddings: bool = False
     # RMSNorm's ε: Llama 2/3's and SmolLM2's (transformers' default is 1e-6).
     norm_eps: float = 1e-5
+    # Llama 3.1/3.2 slow RoPE's long wavelengths down (`RopeScaling`); None: plain RoPE.
+    rope_scaling: RopeScaling | None = None
 
     def __post_init__(self) -> None:
         for name in REQUIRED:
@@ -90,6 +93,8 @@ class LlamaConfig:
                 f"tie_embeddings must be True or False, got {self.tie_embeddings!r}."
             )
         finite_number("norm_eps", self.norm_eps, strictly_above=0)
+        # a dict (from to_dict or JSON) becomes a RopeScaling: frozen, hence __setattr__
+        object.__setattr__(self, "rope_scaling", RopeScaling.coerce(self.rope_scaling))
 
     @property
     def head_dim(self) -> int:
@@ -134,12 +139,13 @@ PRESETS: dict[str, LlamaConfig] = {
         vocab_size=49152, context_length=8192, emb_dim=576, n_layers=30, n_heads=9,
         n_kv_groups=3, hidden_dim=1536, rope_base=100_000.0, tie_embeddings=True,
     ),  # 134,515,008 parameters
-    # meta-llama/Llama-3.2-1B's config.json. Its "llama3" RoPE scaling (which stretches
-    # the long wavelengths past 8,192 tokens) is not implemented: the shape is right for
-    # counting parameters, FLOPs and KV-cache bytes; from_hf_checkpoint refuses it.
+    # meta-llama/Llama-3.2-1B's config.json, its "llama3" RoPE scaling included: trained
+    # on 8,192 tokens, its slow pairs turn 32 times slower to reach 131,072.
     "llama-3.2-1b": LlamaConfig(
         vocab_size=128256, context_length=131072, emb_dim=2048, n_layers=16, n_heads=32,
         n_kv_groups=8, hidden_dim=8192, rope_base=500_000.0, tie_embeddings=True,
+        rope_scaling=RopeScaling(factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                 original_context_length=8192),
     ),  # 1,235,814,400 parameters
     # Small shapes for a CPU, with GPT-2's vocabulary, to read and write GPT-2's tokens.
     "llama-nano": LlamaConfig(
@@ -172,38 +178,6 @@ class RMSNorm(nn.Module):
         return self.scale * normed.to(x.dtype)
 
 
-def rope_angles(
-    head_dim: int, context_length: int, base: float = 10_000.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of RoPE's angles, (context_length, head_dim) each (appendix B).
-
-    Pair i of a head (dimensions i and i + head_dim/2, Hugging Face's layout) turns by
-    position · base^(-2i/head_dim) radians. float32: angles reach context_length
-    radians, and in bf16 (8 significant bits) one near 4,000 is off by up to 8 radians.
-    """
-    exponents = torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
-    inv_freq = 1.0 / (base**exponents)  # (hd/2,)
-    positions = torch.arange(context_length, dtype=torch.float32)
-    angles = positions[:, None] * inv_freq[None, :]  # (T, hd/2)
-    # (T, hd): the same angle for dimension i and i + hd/2
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1), the halves of the last dimension: each pair turns 90°."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Turn pair (x_i, x_{i+hd/2}) of `x` (B, heads, T, hd) by its angle (appendix B).
-
-    `cos` and `sin` are (T, hd), rows for the positions of x's tokens.
-    """
-    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
-
-
 # From torch 2.5, scaled_dot_product_attention shares key/value heads (enable_gqa).
 _SDPA_GQA = torch.torch_version.TorchVersion(torch.__version__) >= (2, 5)
 
@@ -228,6 +202,7 @@ class GroupedQueryAttention(nn.Module):
         self.W_key = nn.Linear(emb_dim, n_kv_groups * hd, bias=False)  # n_kv_groups
         self.W_value = nn.Linear(emb_dim, n_kv_groups * hd, bias=False)  # heads only
         self.out_proj = nn.Linear(n_heads * hd, emb_dim, bias=False)
+        self.rope = apply_rope  # the rotation; Exercise B.5 plugs in the reader's own
 
     def forward(
         self,
@@ -242,7 +217,7 @@ class GroupedQueryAttention(nn.Module):
         k = self.W_key(x).view(b, num_tokens, self.n_kv_groups, self.head_dim)
         v = self.W_value(x).view(b, num_tokens, self.n_kv_groups, self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # heads first
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
         if cache is not None:  # cached rotated: a token's position never changes
             k, v = cache.update(layer, k, v)  # (B, nkv, T_cached + T, hd)
         context = self.attend(q, k, v)  # (B, nh, T, hd)
@@ -340,7 +315,9 @@ class Llama(nn.Module):
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
-        cos, sin = rope_angles(cfg.head_dim, cfg.context_length, cfg.rope_base)
+        cos, sin = rope_angles(
+            cfg.head_dim, cfg.context_length, cfg.rope_base, cfg.rope_scaling
+        )
         self.register_buffer("cos", cos, persistent=False)  # (context_length, hd)
         self.register_buffer("sin", sin, persistent=False)
         self.apply(self._init_weights)

@@ -2,8 +2,8 @@
 
 Their layers are `nn.Linear` like ours (unlike GPT-2's Conv1D, chapter 8): `LAYOUT`
 only renames. Nor is anything permuted for RoPE: `apply_rope` turns each head's two
-*halves*, their ``rotate_half``. Settings our model lacks (RoPE scaling, biases,
-another activation) are errors, never silently different numbers. Plain dicts only:
+*halves*, their ``rotate_half``. Settings our model lacks (RoPE scalings other than
+Llama 3's, biases, another activation) are errors, never silently different numbers. Plain dicts only:
 `gptcourse.llama` imports this module.
 """
 
@@ -65,29 +65,49 @@ def _layout(n_layers: int, tie_embeddings: bool) -> dict[str, str]:
     return out
 
 
-def rope_theta(hf_config: Mapping[str, Any]) -> float:
-    """RoPE's base from a config.json, refusing any RoPE scaling (appendix B).
+# Llama 3's RoPE scaling in config.json ("llama3"), and our `RopeScaling`'s names.
+_HF_LLAMA3 = {
+    "factor": "factor",
+    "low_freq_factor": "low_freq_factor",
+    "high_freq_factor": "high_freq_factor",
+    "original_max_position_embeddings": "original_context_length",
+}
+
+
+def rope_settings(hf_config: Mapping[str, Any]) -> tuple[float, dict[str, Any] | None]:
+    """RoPE's base and Llama 3's scaling (or None) from a config.json (appendix B).
 
     transformers 5 writes ``"rope_parameters": {"rope_type": ..., "rope_theta": ...}``;
     transformers 4 wrote ``"rope_theta"`` and ``"rope_scaling"`` at the top level.
+    Scalings other than "llama3" (linear, dynamic, YaRN, ...) are refused.
     """
     params = dict(hf_config.get("rope_parameters") or {})
-    scaling = hf_config.get("rope_scaling") or {}
-    kind = scaling.get("rope_type", scaling.get("type", "default"))
-    kind = params.get("rope_type", kind)
-    if kind != "default":
+    scaling = dict(hf_config.get("rope_scaling") or {})
+    kind = params.get("rope_type", scaling.get("rope_type", scaling.get("type")))
+    kind = kind or "default"
+    if kind not in ("default", "llama3"):
         raise CheckpointError(
             f"RoPE scaling of type {kind!r} is not implemented: our RoPE is the plain "
-            "one (rope_type 'default'). Models such as Llama 3.1/3.2 stretch RoPE's "
-            "long wavelengths ('llama3'); their shapes can still be counted with a "
-            "LlamaConfig, but their weights would compute different numbers here."
+            "one (rope_type 'default') or Llama 3's ('llama3'). Its shape can still "
+            "be counted with a LlamaConfig, but its weights would compute different "
+            "numbers here."
         )
     if hf_config.get("rope_interleaved", False):
         raise CheckpointError(
             "rope_interleaved=True: our RoPE rotates the two halves of each head "
             "(rotate_half), not neighbouring pairs."
         )
-    return float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0)))
+    theta = float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0)))
+    if kind == "default":
+        return theta, None
+    found = {**scaling, **params}  # where the factors are: rope_parameters wins
+    missing = [key for key in _HF_LLAMA3 if key not in found]
+    if missing:
+        raise CheckpointError(
+            f"rope_type 'llama3' needs {', '.join(_HF_LLAMA3)}; missing "
+            f"{', '.join(missing)}."
+        )
+    return theta, {ours: found[theirs] for theirs, ours in _HF_LLAMA3.items()}
 
 
 def config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,10 +141,12 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
             "our heads are hidden_size // n_heads wide."
         )
     fields = {ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()}
+    rope_base, rope_scaling = rope_settings(hf_config)
     return {
         **fields,
         "n_kv_groups": hf_config.get("num_key_value_heads") or heads,
-        "rope_base": rope_theta(hf_config),
+        "rope_base": rope_base,
+        "rope_scaling": rope_scaling,
         # transformers' defaults: untied, ε = 1e-6
         "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
         "norm_eps": float(hf_config.get("rms_norm_eps", 1e-6)),
@@ -136,6 +158,13 @@ def config_to_hf(config: Any) -> dict[str, Any]:
 
     ``transformers.LlamaConfig(**config_to_hf(config))`` builds their Llama at our size.
     """
+    rope = {"rope_type": "default", "rope_theta": config.rope_base}
+    scaling = None
+    if config.rope_scaling is not None:
+        fields = config.rope_scaling
+        scaling = {"rope_type": "llama3"}
+        scaling.update({hf: getattr(fields, ours) for hf, ours in _HF_LLAMA3.items()})
+        rope.update(scaling)
     return {
         "model_type": "llama",
         "architectures": ["LlamaForCausalLM"],
@@ -144,8 +173,10 @@ def config_to_hf(config: Any) -> dict[str, Any]:
         "head_dim": config.head_dim,
         "hidden_act": "silu",
         "rms_norm_eps": config.norm_eps,
-        "rope_theta": config.rope_base,  # transformers 4's spelling; 5 reads it too
-        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
+        # transformers 4's spelling, then 5's
+        "rope_theta": config.rope_base,
+        "rope_scaling": scaling,
+        "rope_parameters": rope,
         "attention_bias": False,
         "mlp_bias": False,
         "tie_word_embeddings": config.tie_embeddings,

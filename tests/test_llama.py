@@ -22,6 +22,7 @@ from gptcourse.llama import (
     kv_cache_bytes_per_token,
     rope_angles,
 )
+from gptcourse.llama_rope import RopeScaling
 from gptcourse.llama_weights import config_from_hf, save_hf_checkpoint
 from gptcourse.weights import CheckpointError, WeightsUnavailableError
 
@@ -29,11 +30,27 @@ from gptcourse.weights import CheckpointError, WeightsUnavailableError
 TINY = dict(vocab_size=97, context_length=40, emb_dim=48, n_layers=3, n_heads=6, n_kv_groups=2, hidden_dim=100, rope_base=50_000.0)
 
 
+# Llama 3's RoPE scaling, for TINY's 4 pairs (wavelengths 6, 94, 1,404, 21,000 tokens):
+# pair 0 keeps its speed (< 100/4), pair 1 is blended, pairs 2 and 3 turn 4 times slower (> 100).
+LLAMA3 = dict(factor=4.0, low_freq_factor=1.0, high_freq_factor=4.0, original_context_length=100)
+
+
 def tiny(**overrides) -> LlamaConfig:
     return LlamaConfig(**{**TINY, **overrides})
 
 
 # ------------------------------------------------------------------ the config
+
+
+def test_rope_scaling_in_a_config():
+    cfg = tiny(rope_scaling=LLAMA3)
+    assert cfg.rope_scaling == RopeScaling(4.0, 1.0, 4.0, 100) and LlamaConfig.coerce(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"rope_scaling needs exactly the keys .*missing \['original_context_length'\]"):
+        tiny(rope_scaling=dict(factor=4.0, low_freq_factor=1.0, high_freq_factor=4.0))
+    with pytest.raises(TypeError, match="rope_scaling must be None, a RopeScaling or a dict"):
+        tiny(rope_scaling=4.0)
+    slow = Llama(cfg).cos[-1] != Llama(tiny()).cos[-1]  # the slow pairs turn slower; pair 0 (fast) keeps its speed
+    assert slow.any() and not slow[0]
 
 
 def test_config_accepts_dicts_presets_and_configs():
@@ -108,6 +125,23 @@ def test_rmsnorm_is_x_over_its_root_mean_square():
     expected = x / torch.sqrt((x**2).mean(-1, keepdim=True) + 1e-5) * norm.scale
     torch.testing.assert_close(norm(x), expected)
     assert norm.bfloat16()(x.bfloat16()).dtype == torch.bfloat16  # a bf16 model stays bf16
+
+
+def test_rmsnorm_computes_in_float32_as_transformers_does(transformers):
+    """In bf16, ours equals transformers' LlamaRMSNorm bit for bit; one computed in bf16 throughout does not."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    torch.manual_seed(0)
+    ours, theirs = RMSNorm(256, eps=1e-6), LlamaRMSNorm(256, eps=1e-6)
+    with torch.no_grad():
+        ours.scale.uniform_(0.5, 1.5)
+        theirs.weight.copy_(ours.scale)
+    ours, theirs = ours.bfloat16(), theirs.bfloat16()
+    x = (torch.randn(8, 64, 256) * 3 + 1).bfloat16()
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+        in_bf16 = ours.scale * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + ours.eps))  # no upcast
+        assert not torch.equal(in_bf16, theirs(x))
 
 
 def test_rope_scores_depend_only_on_the_distance():
@@ -243,6 +277,8 @@ def transformers():
 # (our sizes, tied?): GQA, multi-head (n_kv = n_heads) and multi-query (n_kv = 1), tied and not.
 HF_CASES = {
     "gqa-tied": dict(TINY, tie_embeddings=True),
+    # Llama 3's RoPE scaling, trained on 100 tokens and stretched to 400; ε = 1e-6
+    "gqa-llama3-untied": dict(TINY, context_length=400, rope_scaling=LLAMA3, norm_eps=1e-6),
     "mha-untied": dict(TINY, n_kv_groups=6, n_layers=2, hidden_dim=70),
     "mqa-untied": dict(TINY, n_kv_groups=1, emb_dim=36, n_heads=3, hidden_dim=58, vocab_size=61),
 }
@@ -251,6 +287,11 @@ HF_CASES = {
 def hf_model(transformers, cfg: LlamaConfig, seed: int = 0):
     """A random transformers LlamaForCausalLM of our size, its norm scales random too (not all 1)."""
     torch.manual_seed(seed)
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_base}
+    if cfg.rope_scaling is not None:  # transformers' own names, not config_to_hf's output
+        scaling = dataclasses.asdict(cfg.rope_scaling)
+        scaling["original_max_position_embeddings"] = scaling.pop("original_context_length")
+        rope.update(scaling, rope_type="llama3")
     hf_cfg = transformers.LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.emb_dim,
@@ -259,11 +300,13 @@ def hf_model(transformers, cfg: LlamaConfig, seed: int = 0):
         num_attention_heads=cfg.n_heads,
         num_key_value_heads=cfg.n_kv_groups,
         max_position_embeddings=cfg.context_length,
-        rope_theta=cfg.rope_base,
-        rms_norm_eps=1e-5,
+        rope_parameters=rope,
+        rms_norm_eps=cfg.norm_eps,
         tie_word_embeddings=cfg.tie_embeddings,
+        initializer_range=0.1,  # attention far from uniform: RoPE's angles show in the logits
     )
     model = transformers.LlamaForCausalLM(hf_cfg).eval()
+    assert model.config.rope_parameters["rope_type"] == ("default" if cfg.rope_scaling is None else "llama3")
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" in name:
@@ -292,6 +335,36 @@ def test_logits_equal_transformers(transformers, case, tmp_path):
         cache = KVCache(cfg.n_layers)
         model(idx[:, :-1], cache=cache)
         torch.testing.assert_close(model(idx[:, -1:], cache=cache)[:, 0], expected[:, -1], atol=1e-4, rtol=0)
+
+
+def test_llama3_scaling_matters_and_round_trips(transformers, tmp_path):
+    """Without its RoPE scaling the llama3 case's logits differ: the test above would catch a loader that drops it."""
+    cfg = LlamaConfig(**HF_CASES["gqa-llama3-untied"])
+    reference = hf_model(transformers, cfg)
+    idx = torch.randint(0, cfg.vocab_size, (1, cfg.context_length), generator=torch.Generator().manual_seed(0))
+    unscaled = Llama(dataclasses.replace(cfg, rope_scaling=None)).eval()
+    unscaled.load_state_dict(llama_weights.hf_to_ours(reference.state_dict(), cfg.n_layers, False)[0])
+    with torch.no_grad():
+        assert (unscaled(idx) - hf_logits(reference, idx)).abs().max() > 0.1
+    ours = Llama(cfg).eval()
+    save_hf_checkpoint(ours, tmp_path)  # and ours, saved, is read by transformers with the same scaling
+    theirs = transformers.LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    assert theirs.config.rope_parameters["rope_type"] == "llama3"
+    with torch.no_grad():
+        torch.testing.assert_close(hf_logits(theirs, idx), ours(idx), atol=1e-4, rtol=0)
+    assert from_hf_checkpoint(tmp_path).config == cfg
+
+
+def test_the_llama_3_2_1b_preset_reads_its_config_json():
+    # meta-llama/Llama-3.2-1B's config.json, its RoPE entries in transformers 4's spelling
+    hf_config = dict(
+        vocab_size=128256, max_position_embeddings=131072, hidden_size=2048, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, intermediate_size=8192, rms_norm_eps=1e-5,
+        rope_theta=500000.0, tie_word_embeddings=True, head_dim=64, hidden_act="silu", model_type="llama",
+        rope_scaling={"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    )
+    assert LlamaConfig(**config_from_hf(hf_config)) == PRESETS["llama-3.2-1b"]
+    assert LlamaConfig.coerce(PRESETS["llama-3.2-1b"].to_dict()) == PRESETS["llama-3.2-1b"]  # the scaling survives a dict
 
 
 def test_sharded_checkpoints_and_transformers_4_configs(transformers, tmp_path):
@@ -332,7 +405,8 @@ def saved(tmp_path_factory):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 32.0}), "RoPE scaling of type 'llama3'"),
+        (dict(rope_parameters={"rope_type": "yarn", "rope_theta": 5e5, "factor": 32.0}), "RoPE scaling of type 'yarn'"),
+        (dict(rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 32.0}), "'llama3' needs .*missing low_freq_factor, high_freq_factor, original_max_position_embeddings"),
         (dict(rope_parameters=None, rope_scaling={"type": "linear", "factor": 2.0}), "RoPE scaling of type 'linear'"),
         (dict(attention_bias=True), "attention_bias=True: our Llama has no biases"),
         (dict(mlp_bias=True), "mlp_bias=True"),
@@ -379,7 +453,7 @@ def test_wrong_tensors_are_named(saved, tmp_path):
 def test_config_from_hf_defaults_are_transformers():
     fields = config_from_hf(dict(vocab_size=10, max_position_embeddings=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20))
     cfg = LlamaConfig(**fields)
-    assert (cfg.n_kv_groups, cfg.rope_base, cfg.tie_embeddings, cfg.norm_eps) == (2, 10_000.0, False, 1e-6)
+    assert (cfg.n_kv_groups, cfg.rope_base, cfg.tie_embeddings, cfg.norm_eps, cfg.rope_scaling) == (2, 10_000.0, False, 1e-6, None)
     assert dataclasses.replace(cfg, norm_eps=1e-5) == LlamaConfig(**{**fields, "norm_eps": 1e-5})
 
 
