@@ -212,12 +212,26 @@ def create_dataloader(
     )
 
 
-def train_val_split(text: str, train_ratio: float = 0.9) -> tuple[str, str]:
-    """Split text at one point (chapter 1).
+def train_val_split(
+    text: str, train_ratio: float = 0.9, pieces: int = 1
+) -> tuple[str, str]:
+    """Split text into training and validation text (chapter 7).
 
-    The first `train_ratio` of it is for training, the rest for validation.
+    Cut into `pieces` equal pieces, the first `train_ratio` of each is for training,
+    the rest for validation. One piece: one cut. Many: both parts sample every stretch
+    of the text, so they are alike even where its topics differ from end to end.
     """
     if finite_number("train_ratio", train_ratio, strictly_above=0.0) >= 1.0:
         raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio!r}.")
-    cut = int(train_ratio * len(text))
-    return text[:cut], text[cut:]
+    if positive_int("pieces", pieces) > len(text):
+        raise ValueError(
+            f"pieces must be at most the text's length ({len(text)} characters), "
+            f"got {pieces}. Use fewer pieces or more text."
+        )
+    train, val = [], []
+    for k in range(pieces):
+        start, end = k * len(text) // pieces, (k + 1) * len(text) // pieces
+        cut = start + int(train_ratio * (end - start))
+        train.append(text[start:cut])
+        val.append(text[cut:end])
+    return "".join(train), "".join(val)

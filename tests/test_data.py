@@ -1,7 +1,12 @@
 import hashlib
+import math
 import os
+import sys
 import threading
+from collections import Counter
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
@@ -100,6 +105,22 @@ def test_train_val_split():
         train_val_split("abc", float("nan"))
 
 
+def test_train_val_split_in_pieces_holds_out_the_end_of_each():
+    train, val = train_val_split("abcdefghij" * 3, 0.8, pieces=3)
+    assert (train, val) == ("abcdefgh" * 3, "ij" * 3)
+    text = load_corpus()
+    train, val = train_val_split(text, 0.9, pieces=50)
+    assert len(train) + len(val) == len(text)  # nothing lost, nothing repeated
+    # Spread over the whole text: its first fiftieth and its end give validation their share.
+    first = text[: len(text) // 50]
+    assert val[:100] in first[-len(first) // 10 - 1 :] and text.endswith(val[-100:])
+    assert 0.099 < len(val) / len(text) < 0.101
+    with pytest.raises(ValueError, match="pieces must be at most the text's length"):
+        train_val_split("abc", 0.5, pieces=4)
+    with pytest.raises(TypeError, match="pieces must be a positive int"):
+        train_val_split("abc", 0.5, pieces=1.5)
+
+
 def test_tiny_shakespeare_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("GPTCOURSE_CACHE", str(tmp_path))
 
@@ -159,3 +180,53 @@ def test_a_corrupted_cached_corpus_is_downloaded_again(tmp_path, monkeypatch):
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: FakeResponse(SHAKESPEARE))
     assert tiny_shakespeare() == SHAKESPEARE.decode()
     assert (tmp_path / "tiny_shakespeare.txt").read_bytes() == SHAKESPEARE
+
+
+def exercise_check(number):
+    """The self-check cell of chapter 7's Exercise `number`, as the notebook has it."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    from course import exercises
+
+    nb = nbformat.read(root / "notebooks" / "07_training.ipynb", as_version=4)
+    (exercise,) = [e for e in exercises(nb) if e.number == number]
+    return nb.cells[exercise.checks[0]].source
+
+
+def bigram(train_ids, val_ids, unigram_p, lam=0.9, count_on=None, n=None):
+    """Exercise 7.2's bigram loss; `count_on` and `n` make its plausible mistakes."""
+    counted = (count_on if count_on is not None else train_ids).tolist()
+    pairs, firsts = Counter(zip(counted, counted[1:])), Counter(counted[:-1])
+    v = val_ids.tolist()
+    total = -sum(
+        math.log(lam * (pairs[a, b] / firsts[a] if firsts[a] else 0.0) + (1 - lam) * unigram_p[b])
+        for a, b in zip(v, v[1:])
+    )
+    return total / (n or len(v) - 1)
+
+
+def test_exercise_7_2_check_catches_the_plausible_wrong_answers():
+    """The right bigram loss passes; counting pairs in the validation ids (a leak),
+    averaging over the tokens rather than the pairs, or reversed pairs fail."""
+    check = exercise_check("7.2")
+    g = torch.Generator().manual_seed(0)
+    V = 97
+    ids = torch.where(torch.rand(3000, generator=g) < 0.2, torch.randint(0, V, (3000,), generator=g), torch.arange(3000) % V)
+    train_ids, val_ids = ids[:2500], ids[2500:]
+    counts = torch.bincount(train_ids, minlength=V).double() + 1
+    unigram_log_p = (counts / counts.sum()).log()
+    p = unigram_log_p.exp().tolist()
+
+    def run(bigram_loss):
+        names = dict(torch=torch, V=V, train_ids=train_ids, val_ids=val_ids, unigram_log_p=unigram_log_p)
+        exec(check, {**names, "unigram_loss": -unigram_log_p[val_ids].mean().item(), "bigram_loss": bigram_loss})
+
+    run(bigram(train_ids, val_ids, p))
+    for wrong in (
+        bigram(train_ids, val_ids, p, count_on=val_ids),
+        bigram(train_ids, val_ids, p, n=len(val_ids)),
+        bigram(train_ids.flip(0), val_ids, p),
+        bigram(train_ids, val_ids, p, lam=0.5),
+    ):
+        with pytest.raises(AssertionError, match="the mean of -ln p"):
+            run(wrong)

@@ -3,7 +3,11 @@
 import dataclasses
 import math
 import os
+import re
+import sys
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -259,3 +263,51 @@ def test_loss_and_schedule_figures():
     fig2 = plot_lr_schedule(range(20), [lr_at(s, cfg) for s in range(20)], cfg.warmup_steps)
     assert max(fig2.axes[0].get_lines()[0].get_ydata()) == pytest.approx(cfg.lr)
     plt.close("all")
+
+
+def exercise_check(number):
+    """The self-check cell of chapter 7's Exercise `number`, as the notebook has it."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    from course import exercises
+
+    nb = nbformat.read(root / "notebooks" / "07_training.ipynb", as_version=4)
+    (exercise,) = [e for e in exercises(nb) if e.number == number]
+    return nb.cells[exercise.checks[0]].source
+
+
+def test_exercise_7_3_check_allows_rounding_and_catches_the_wrong_answers(tiny_config):
+    """Exact up to float32 rounding, at any gradient scale; not halved, dropout on or
+    the same tensors twice fail (the GPU's config has drop_rate=0.1)."""
+    check = exercise_check("7.3")
+
+    def gradients(config, divide=2):
+        torch.manual_seed(0)
+        net = GPT(config)
+        x, y = torch.randint(0, 97, (8, 16)), torch.randint(0, 97, (8, 16))
+        train_module.batch_loss(net, x, y).backward()
+        full = [p.grad.clone() for p in net.parameters()]
+        net.zero_grad()
+        for half in (slice(0, 4), slice(4, 8)):
+            (train_module.batch_loss(net, x[half], y[half]) / divide).backward()
+        return net, full, [p.grad for p in net.parameters()]
+
+    def run(model, full, accumulated):
+        exec(check, {"torch": torch, "model": model, "full_grads": full, "accumulated_grads": accumulated})
+
+    net, full, accumulated = gradients(tiny_config)
+    run(net, full, accumulated)
+    # Another device sums in another order: relative differences of float32's size pass,
+    # and so do gradients 1000× larger (the old absolute 1e-6 failed a GPU's bigger model).
+    g = torch.Generator().manual_seed(0)
+    rounded = [a * (1 + 1e-6 * torch.randn(a.shape, generator=g)) for a in accumulated]
+    run(net, full, rounded)
+    run(net, [1000 * f for f in full], [1000 * r for r in rounded])
+    with pytest.raises(AssertionError, match=re.escape("each half's loss / 2?")):
+        run(*gradients(tiny_config, divide=1))
+    with pytest.raises(AssertionError, match=re.escape("dropout off?")):
+        run(*gradients(dataclasses.replace(tiny_config, drop_rate=0.1)))
+    with pytest.raises(AssertionError, match="clone the full batch's gradients"):
+        run(net, accumulated, accumulated)
+    with pytest.raises(AssertionError, match="one gradient per parameter"):
+        run(net, full[:-1], accumulated[:-1])
