@@ -55,11 +55,11 @@ def record(table: ResultsTable, rows: Iterable[Mapping[str, Any]], path: str | P
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     if not new:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             header = next(csv.reader(f), [])
         if header != fields:
             raise ValueError(f"path: {path} has the columns {header}, not {fields}; record into a new file.")
-    with open(path, "a", newline="") as f:
+    with open(path, "a", newline="", encoding="utf-8") as f:  # GPT-2's text is not ASCII
         writer = csv.DictWriter(f, fieldnames=fields)
         if new:
             writer.writeheader()

@@ -476,21 +476,24 @@ def plot_kv_cache_idea(prompt_tokens: int = 3, new_tokens: int = 4) -> Figure:
     return fig
 
 
-def plot_kv_speedup(lengths: list[int], seconds: dict[str, list[float]], title: str = "Generation time, with and without a KV cache") -> Figure:
-    """Left: seconds to generate `lengths` new tokens, per method. Right: the speed-up of the cache (chapter 8)."""
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
-    for i, (label, ys) in enumerate(seconds.items()):
-        ax.plot(lengths, ys, "o-", color=COLORS[i], label=label)
-    ax.set_xlabel("new tokens generated")
-    ax.set_ylabel("seconds")
-    ax.set_title(title)
-    ax.legend()
-    (slow, slow_s), (fast, fast_s) = list(seconds.items())[:2]
-    ratios = [a / b for a, b in zip(slow_s, fast_s, strict=True)]
-    ax2.plot(lengths, ratios, "o-", color=COLORS[2])
+def plot_kv_speedup(contexts: list[int], seconds: dict[str, tuple[list[float], list[float]]], ratios: dict[str, list[list[float]]]) -> Figure:
+    """Left: one generation step's time against the tokens before it, per model, without (solid)
+    and with (dashed) a KV cache. Right: the cache's speed-up, median and range of the rounds (ch. 8).
+
+    ``seconds[model]`` = (without, with), one time per context; ``ratios[model]``: per context, the rounds' speed-ups.
+    """
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.6))
+    for color, (label, (without, with_cache)) in zip(COLORS, seconds.items()):
+        ax.plot(contexts, 1e3 * np.array(without), "o-", color=color, label=label)
+        ax.plot(contexts, 1e3 * np.array(with_cache), "s--", color=color)
+        mid, low, high = (np.array([f(r) for r in ratios[label]]) for f in (np.median, np.min, np.max))
+        ax2.errorbar(contexts, mid, yerr=[mid - low, high - mid], fmt="o-", color=color, capsize=3)
+    titles = ("One step: no cache (solid), cache (dashed)", "The cache's speed-up")
+    for a, title, ylabel in zip((ax, ax2), titles, ("milliseconds", "no cache ÷ cache")):
+        a.set_xscale("log", base=2)
+        a.set(xticks=contexts, xticklabels=contexts, xlabel="tokens in the context", ylabel=ylabel, title=title)
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
     ax2.axhline(1.0, color=COLORS[7], lw=1, ls=":")
-    ax2.set_xlabel("new tokens generated")
-    ax2.set_ylabel(f"speed-up ({slow} ÷ {fast})")
-    ax2.set_title("The cache's speed-up grows with the length")
     ax2.set_ylim(bottom=0)
     return fig

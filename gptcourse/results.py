@@ -1,19 +1,19 @@
-"""Measurements recorded on GPUs, kept as data, read back (chapter 10).
+"""Measurements recorded on GPUs (chapter 10), and GPT-2's text (chapter 8), read back.
 
-The development machines have no GPU: ``make gpu`` appends rows, where one is, to the CSV
-files of ``gptcourse/results/`` (written by ``benchmarks/recording.py``), which ship with
-the package; chapter 10 and appendix A show them with device, date, torch and command.
-One `ResultsTable` per file and the command that writes it: `MFU_RESULTS` (our GPT beside
-the peers, ``benchmarks/mfu.py --record``), `LADDER_RESULTS` (``benchmarks/ladder.py
---record``), `NOTEBOOK_RESULTS` (each chapter's GPU run time, ``tools/gpu_run.py``),
-`DDP_RESULTS` (data-parallel training, appendix A, ``benchmarks/ddp.py --record``).
-"""
+``make gpu`` appends rows, where a GPU is, to the CSV files of ``gptcourse/results/``
+(written by ``benchmarks/recording.py``), which ship with the package; the book shows them
+with device, date, torch and command. One `ResultsTable` per file and the command that
+writes it: `MFU_RESULTS` (``benchmarks/mfu.py --record``), `LADDER_RESULTS`
+(``benchmarks/ladder.py --record``), `NOTEBOOK_RESULTS` (``tools/gpu_run.py``),
+`DDP_RESULTS` (appendix A, ``benchmarks/ddp.py --record``), and `GENERATION_RESULTS`:
+chapter 8's GPT-2 text, which the offline book cannot make (`RECORD_GENERATIONS`)."""
 
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -30,7 +30,7 @@ class ResultsTable:
         path = Path(path) if path is not None else self.path
         if not path.exists():
             return []
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             return [row for row in csv.DictReader(f) if any(row.values())]
 
 
@@ -104,3 +104,51 @@ DDP_RESULTS = ResultsTable(
         "command",
     ),
 )
+# Chapter 8's text from OpenAI's GPT-2: one row per setting of one recording. The book is
+# built offline, with a stand-in for GPT-2, and shows GPT-2's text from here.
+GENERATION_RESULTS = ResultsTable(
+    RESULTS_DIR / "gpt2_generations.csv",
+    (
+        "date",
+        "device",  # sampling draws from this device's random numbers
+        "model",
+        "setting",
+        "prompt",
+        "max_new_tokens",
+        "temperature",
+        "top_k",
+        "seed",
+        "text",  # the continuation, after the prompt
+        "torch",
+        "command",
+    ),
+)
+RECORD_GENERATIONS = "python benchmarks/generations.py --record"  # needs the hub, not a GPU
+
+# What chapter 8 generates, live or recorded: GENERATION_TOKENS tokens after the prompt with
+# each setting (``model.generate``'s options), the sampled ones drawn from GENERATION_SEED.
+GENERATION_PROMPT = "In Python, a function is"
+GENERATION_TOKENS = 30
+GENERATION_SEED = 123
+GENERATION_SETTINGS: dict[str, dict[str, Any]] = {
+    "greedy": {"temperature": 0.0},
+    "τ = 0.7": {"temperature": 0.7},
+    "τ = 1.0": {"temperature": 1.0},
+    "τ = 1.5": {"temperature": 1.5},
+    "τ = 1.0, top-k = 10": {"temperature": 1.0, "top_k": 10},
+}
+
+
+def latest_generations(model: str = "gpt2", path: str | Path | None = None) -> list[dict[str, str]]:
+    """`model`'s rows from its latest recording in `GENERATION_RESULTS` (chapter 8).
+
+    A recording is the rows one command wrote: those sharing the last row's date, device,
+    torch and command, the last of each setting. An empty list if `model` has none;
+    ``path`` reads another file.
+    """
+    rows = [row for row in GENERATION_RESULTS.load(path) if row["model"] == model]
+    if not rows:
+        return []
+    stamp = ("date", "device", "torch", "command")
+    latest = [row for row in rows if all(row[k] == rows[-1][k] for k in stamp)]
+    return list({row["setting"]: row for row in latest}.values())  # the same run twice: once

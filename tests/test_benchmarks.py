@@ -182,3 +182,49 @@ def test_the_ddp_command_records_gpu_rows_only(capsys):
     with pytest.raises(SystemExit):
         ddp.main(["--device", "cpu", "--record"])
     assert "GPU measurements only" in capsys.readouterr().err
+
+
+def test_the_generations_recorder_writes_the_chapter_s_text_stamped(tmp_path, monkeypatch, capsys, no_network):
+    # benchmarks/generations.py loads GPT-2 with GPT.from_pretrained; here the hub is a
+    # tiny random GPT-2 saved in GPT-2's format, and no connection can be made.
+    from gptcourse import GPT, GPTConfig
+    from gptcourse.results import GENERATION_PROMPT, GENERATION_RESULTS, GENERATION_SETTINGS, latest_generations
+    from gptcourse.weights import save_hf_checkpoint
+
+    monkeypatch.delenv(MEMORY_CAP_VARIABLE, raising=False)
+    tiny = GPT(GPTConfig(context_length=64, emb_dim=16, n_heads=2, n_layers=1)).eval()  # GPT-2's vocabulary
+    snapshot = save_hf_checkpoint(tiny, tmp_path / "snapshot")
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda repo_id, filename, **kw: str(snapshot / filename))
+    generations = load("generations")
+    results = tmp_path / "gpt2_generations.csv"
+    argv = ["--device", "cpu", "--results", str(results)]
+    rows = generations.main(argv)
+    assert f"recorded in {results}" in capsys.readouterr().out
+    recorded = latest_generations("gpt2", results)
+    assert [r["setting"] for r in recorded] == list(GENERATION_SETTINGS), "one row per setting of the chapter, in order"
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    for row in recorded:
+        assert row["date"] == today and row["device"] == "cpu" and row["torch"] == torch.__version__
+        assert row["command"] == f"python benchmarks/generations.py --device cpu --results {results}"
+        assert row["prompt"] == GENERATION_PROMPT and row["seed"] == "123" and row["max_new_tokens"] == "30"
+    sampled = recorded[-1]
+    assert (sampled["temperature"], sampled["top_k"]) == ("1.0", "10") and recorded[0]["top_k"] == ""
+    # The text is what the chapter's own call writes with this model, and comes back unchanged.
+    generator = torch.Generator("cpu").manual_seed(123)
+    live = tiny.generate(GENERATION_PROMPT, max_new_tokens=30, generator=generator, temperature=1.0, top_k=10)
+    assert sampled["text"] == live[len(GENERATION_PROMPT) :] == rows[-1]["text"]
+    assert GENERATION_RESULTS.load(results) == recorded
+
+
+def test_the_generations_recorder_offline_says_what_to_do(tmp_path, monkeypatch, no_network):
+    from gptcourse.weights import WeightsUnavailableError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    generations = load("generations")
+    table = ResultsTable(tmp_path / "gpt2_generations.csv", generations.GENERATION_RESULTS.fields)
+    monkeypatch.setattr(generations, "GENERATION_RESULTS", table)  # never the shipped file, whatever happens
+    with pytest.raises(WeightsUnavailableError, match="cannot be reached.*\n.*hf_hub_download"):
+        generations.main(["--device", "cpu", "--record"])
+    assert not table.path.exists(), "nothing recorded"

@@ -109,3 +109,49 @@ def test_cache_overflow_and_layer_mismatch_are_clear_errors():
         gpt(torch.zeros(1, 5, dtype=torch.long), cache=KVCache(3))
     with pytest.raises(ValueError, match="n_layers must be a positive int, got 0"):
         KVCache(0)
+
+
+def _exercise_8_4_check() -> str:
+    """The self-check cell of chapter 8's Exercise 8.4, as the notebook has it."""
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    from course import exercises
+
+    nb = nbformat.read(root / "notebooks" / "08_pretrained.ipynb", as_version=4)
+    (exercise,) = [e for e in exercises(nb) if e.number == "8.4"]
+    return nb.cells[exercise.checks[0]].source
+
+
+def _step_flops(head_always_everywhere=False, head_always_one=False, full_scores=False, attention=True):
+    """Exercise 8.4's count of one step's FLOPs; the flags make its plausible mistakes."""
+
+    def step_flops(config, context, use_cache, last_only):
+        d, V = config.emb_dim, config.vocab_size
+        tokens = 1 if use_cache else context
+        linear = 24 * tokens * d * d
+        queries = context if full_scores else tokens  # the cache's query is one token
+        scores = 4 * queries * context * d if attention else 0
+        positions = tokens if head_always_everywhere else 1 if head_always_one else (1 if last_only else tokens)
+        return config.n_layers * (linear + scores) + 2 * d * V * positions
+
+    return step_flops
+
+
+def test_exercise_8_4_check_catches_the_plausible_wrong_answers():
+    """The right count passes; the head counted on every position despite last_only, or on
+    one position always, every query counted with the cache, or attention forgotten, fail."""
+    check = _exercise_8_4_check()
+
+    def run(step_flops):
+        exec(check, {"torch": torch, "GPT": GPT, "GPTConfig": GPTConfig, "KVCache": KVCache, "step_flops": step_flops})
+
+    run(_step_flops())
+    for mistake in ("head_always_everywhere", "head_always_one", "full_scores", "attention"):
+        wrong = _step_flops(**{mistake: mistake != "attention"})
+        with pytest.raises(AssertionError, match="PyTorch counts"):
+            run(wrong)

@@ -240,5 +240,6 @@ def test_loss_and_schedule_figures():
 def test_kv_figures():
     titles = [ax.get_title() for ax in plot_kv_cache_idea(prompt_tokens=3, new_tokens=5).axes]
     assert titles == ["Without a KV cache: 25 token computations", "With a KV cache: 7 token computations"]  # 3+4+5+6+7; 3+1+1+1+1
-    fig = plot_kv_speedup([8, 16], {"without cache": [0.2, 0.8], "with KV cache": [0.1, 0.2]})
-    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [2.0, 4.0]
+    fig = plot_kv_speedup([8, 16], {"m": ([0.2, 0.8], [0.1, 0.2])}, {"m": [[1.0, 2.0, 2.5], [4.0, 3.0, 6.0]]})
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx([200, 800]), "milliseconds per step"
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [2.0, 4.0], "the median of the rounds' speed-ups"

@@ -22,6 +22,9 @@ The development machines have no GPU; whenever one is at hand, this runs there, 
 
 Then commit ``gptcourse/results/*.csv`` and the notebooks (metadata only: no outputs are
 written), saying which device gave them. Without a CUDA GPU it refuses, and says why.
+
+Not here: ``benchmarks/generations.py --record``, chapter 8's text from GPT-2, needs the
+Hugging Face hub rather than a GPU (GPU machines are often offline); run it where the hub is.
 """
 
 from __future__ import annotations
