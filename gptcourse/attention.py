@@ -19,15 +19,23 @@ from .kv_cache import KVCache
 
 
 def causal_mask(
-    num_tokens: int, device: torch.device | None = None, num_keys: int | None = None
+    num_tokens: int,
+    device: torch.device | None = None,
+    num_keys: int | None = None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """(T, T) booleans, True above the diagonal: the future, hidden (chapter 3).
 
-    After a KV cache (chapter 8) the T queries are the last of `num_keys` tokens.
+    After a KV cache (chapter 8) the T queries are the last of `num_keys` tokens. With a
+    `window` w, a query also stops seeing keys w or more tokens back (Exercise 3.2).
     """
     num_keys = num_tokens if num_keys is None else num_keys
     ones = torch.ones(num_tokens, num_keys, dtype=torch.bool, device=device)
-    return torch.triu(ones, diagonal=num_keys - num_tokens + 1)
+    future = torch.triu(ones, diagonal=num_keys - num_tokens + 1)
+    if window is None:
+        return future
+    offset = num_keys - num_tokens - positive_int("window", window)
+    return future | torch.tril(ones, diagonal=offset)
 
 
 def visible_keys(
@@ -229,8 +237,9 @@ class MultiHeadAttention(nn.Module):
 class SDPAMultiHeadAttention(MultiHeadAttention):
     """`MultiHeadAttention` with PyTorch's `scaled_dot_product_attention` (chapter 4).
 
-    Same parameters, same result; on a GPU its fused FlashAttention-style kernels never
-    store the (T, T) attention matrix, which is why `GPT` uses it by default.
+    Same parameters, same result; its fused kernels (FlashAttention-2 on sm80+ GPUs in
+    fp16/bf16, the memory-efficient kernel on a T4 or in fp32, PyTorch's own on a CPU)
+    never store the (T, T) attention matrix, which is why `GPT` uses it by default.
     """
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

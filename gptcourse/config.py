@@ -33,7 +33,7 @@ class GPTConfig:
     emb_dim: int = 768  # the width d of every token's vector
     n_heads: int = 12  # attention heads; each sees emb_dim // n_heads dimensions
     n_layers: int = 12  # transformer blocks
-    drop_rate: float = 0.0  # 0.1 when pretraining GPT-2, 0 to fine-tune or measure
+    drop_rate: float = 0.0  # 0.1 is GPT-1's (GPT-2's is not on record); 0 to measure
     qkv_bias: bool = True  # GPT-2 has biases on the query/key/value projections
 
     def __post_init__(self) -> None:

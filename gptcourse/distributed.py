@@ -3,267 +3,62 @@
     torchrun --standalone --nproc_per_node=2 -m gptcourse.distributed --preset gpt-nano \\
         --steps 20 --micro-batch 4 --grad-accum 1 --seed 0 --drop-rate 0 --out runs/ddp
 
-Each rank trains on its share of every global batch (`gptcourse.sharding`), DDP averaging the
-gradients once a step; rank 0 alone prints, evaluates and saves (``OUT/model.safetensors``,
-``OUT/metrics.json``). ``--fsdp`` shards with FSDP2 instead; ``python -m`` runs one process.
+Each rank trains on its share of every global batch (`gptcourse.sharding`) with the steps of
+`gptcourse.data_parallel`; rank 0 alone prints, evaluates and saves (``OUT/model.safetensors``,
+``OUT/metrics.json``). ``--fsdp`` shards with FSDP2; ``--checkpoint-every K`` saves
+``OUT/checkpoint.pt`` and resumes from it (``torchrun --max-restarts``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
-import safetensors.torch
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
-from torch.distributed.fsdp import FSDPModule, fully_shard
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from .checkpoint import check_writable
-from .checks import finite_number, non_negative_int, one_of, optional_positive_int, positive_int
+from .checkpoint import check_writable, has_checkpoint, load_checkpoint, save_checkpoint
+from .checks import finite_number, non_negative_int, optional_positive_int, positive_int
 from .config import PRESETS, GPTConfig
-from .data import GPTDataset, create_dataloader, load_corpus, train_val_split
-from .device import autocast, autocast_dtype, device_name, needs_grad_scaler
+from .data import CORPORA, GPTDataset, create_dataloader, load_corpus, train_val_split
+from .data_parallel import (  # noqa: F401  (re-exported: appendix A imports them from here)
+    BACKENDS,
+    DEVICES,
+    AllReduceCounter,
+    ProcessInfo,
+    accumulate_gradients,
+    choose_device_and_backend,
+    count_all_reduces,
+    global_mean,
+    gradient_sync,
+    init_distributed,
+    measure_all_reduce,
+    save_weights,
+    shard_fsdp,
+    shutdown,
+    unwrap,
+    wrap_ddp,
+)
+from .device import autocast_dtype, device_name, needs_grad_scaler
 from .files import write_atomically
 from .flops import count_flops
 from .model import GPT
 from .peaks import datasheet_peak, matmul_precision
 from .sharding import accumulation_steps, global_batch_indices, local_micro_batches, stack_windows
-from .timing import synchronize, time_calls
-from .train import TrainConfig, batch_loss, evaluate, lr_at, make_optimizer, optimizer_step
+from .timing import synchronize
+from .train import TrainConfig, evaluate, lr_at, make_optimizer, optimizer_step
 
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
-DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("auto", "nccl", "gloo")
-
-# ------------------------------------------------------------------ the process group
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """Where this process stands in the group: its rank, its device, the group's size (appendix A)."""
-
-    rank: int  # 0 .. world_size − 1, across all nodes
-    local_rank: int  # its index on this node: which GPU it drives
-    world_size: int
-    device: torch.device
-    backend: str  # "nccl" or "gloo"
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def choose_device_and_backend(device: str = "auto", backend: str = "auto") -> tuple[str, str]:
-    """(device type, backend): NCCL on CUDA GPUs, gloo on CPUs, unless told otherwise (appendix A)."""
-    one_of("device", device, DEVICES)
-    one_of("backend", backend, BACKENDS)
-    has_cuda = torch.cuda.is_available()
-    if device == "auto":
-        device = "cuda" if has_cuda else "cpu"
-    if device == "cuda" and not has_cuda:
-        raise ValueError("--device cuda: there is no CUDA GPU here (torch.cuda.is_available() is False). Use --device cpu.")
-    if backend == "auto":
-        backend = "nccl" if device == "cuda" else "gloo"
-    if backend == "nccl" and device != "cuda":
-        raise ValueError("--backend nccl needs CUDA GPUs (NCCL moves data between NVIDIA GPUs): on a CPU use --backend gloo, or auto.")
-    return device, backend
-
-
-def init_distributed(device: str = "auto", backend: str = "auto", timeout_s: float = 600.0) -> ProcessInfo:
-    """Join the process group torchrun describes in the environment (without torchrun, a group of one).
-
-    Defined in appendix A. Each rank drives GPU ``LOCAL_RANK`` of its node. A collective that
-    waits longer than `timeout_s` (a rank died or hangs) fails instead of waiting for ever.
-    """
-    device_type, backend = choose_device_and_backend(device, backend)
-    timeout = timedelta(seconds=finite_number("timeout_s", timeout_s, strictly_above=0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    where = torch.device("cuda", local_rank) if device_type == "cuda" else torch.device("cpu")
-    if where.type == "cuda" and local_rank >= torch.cuda.device_count():
-        raise ValueError(f"LOCAL_RANK={local_rank}, but this node has {torch.cuda.device_count()} GPU(s): start at most that many processes per node.")
-    if where.type == "cuda":
-        torch.cuda.set_device(where)
-    if "RANK" in os.environ:  # torchrun set RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
-        dist.init_process_group(backend, timeout=timeout)  # init_method="env://"
-    else:  # one process, no launcher: a group of one, its store in memory (no port, no file)
-        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
-    return ProcessInfo(dist.get_rank(), local_rank, dist.get_world_size(), where, backend)
-
-
-def shutdown() -> None:
-    """Leave the process group, if this process is in one (appendix A). Safe to call twice."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def global_mean(value: torch.Tensor) -> torch.Tensor:
-    """The mean of `value` over the ranks (a new tensor; `value` itself outside a group) (appendix A)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.detach().clone()
-        dist.all_reduce(value)  # a sum: gloo has no AVG
-        value /= dist.get_world_size()
-    return value
-
-
-# ------------------------------------------------------------------ replicate, or shard
-
-
-def wrap_ddp(model: nn.Module, device: torch.device, bucket_cap_mb: float = 25.0) -> DistributedDataParallel:
-    """`model` on `device`, wrapped in DDP: a full replica per rank, gradients all-reduced (appendix A).
-
-    DDP all-reduces each bucket of about `bucket_cap_mb` MB of gradients (in reverse parameter order)
-    as soon as the backward has filled it: communication hides behind the rest of the backward.
-    """
-    finite_number("bucket_cap_mb", bucket_cap_mb, strictly_above=0)
-    device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model.to(device), device_ids=device_ids, bucket_cap_mb=bucket_cap_mb)
-
-
-def shard_fsdp(model: GPT, device: torch.device) -> GPT:
-    """`model` sharded by FSDP2's ``fully_shard``: each rank keeps 1/N of every parameter (appendix A).
-
-    Each block's weights are gathered just before it runs and freed after; the root unit holds
-    the rest (embeddings, tied head, final norm). FSDP does not broadcast: start every rank from one seed.
-    """
-    model.to(device)
-    for block in model.trf_blocks:
-        fully_shard(block)
-    fully_shard(model)
-    return model
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DDP wrapper (its state has no ``module.`` prefix), or the model itself."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-@contextlib.contextmanager
-def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """Inside it, a backward pass all-reduces the gradients (`enabled`) or only adds them locally (appendix A).
-
-    DDP's ``no_sync()`` must cover the forward pass too; FSDP2's switch is ``set_requires_gradient_sync``.
-    """
-    if enabled:
-        yield
-    elif isinstance(model, DistributedDataParallel):
-        with model.no_sync():
-            yield
-    elif isinstance(model, FSDPModule):
-        model.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            model.set_requires_gradient_sync(True)
-    else:
-        yield
-
-
-@dataclass
-class AllReduceCounter:
-    """What DDP sent: one all-reduce per bucket per synchronised backward pass (appendix A)."""
-
-    calls: int = 0
-    bytes: int = 0
-
-    def reset(self) -> None:
-        self.calls, self.bytes = 0, 0
-
-
-def _counting_all_reduce(counter, bucket):  # no annotations: DDP checks them, and these would be strings
-    buffer = bucket.buffer()
-    counter.calls += 1
-    counter.bytes += buffer.numel() * buffer.element_size()
-    return default_hooks.allreduce_hook(None, bucket)  # DDP's own: divide by N, all-reduce (sum)
-
-
-def count_all_reduces(model: DistributedDataParallel) -> AllReduceCounter:
-    """Count a DDP model's gradient all-reduces, with a communication hook registered before its first step (appendix A).
-
-    The hook sees every bucket DDP sends; it counts it, then does what DDP does without a hook.
-    """
-    if not isinstance(model, DistributedDataParallel):
-        raise TypeError(f"model must be a DistributedDataParallel (see wrap_ddp), got {type(model).__name__}.")
-    counter = AllReduceCounter()
-    model.register_comm_hook(counter, _counting_all_reduce)
-    return counter
-
-
-# ------------------------------------------------------------------ one optimizer step
-
-
-def accumulate_gradients(
-    model: nn.Module,
-    micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-) -> torch.Tensor:
-    """Forward and backward over this rank's micro-batches (appendix A).
-
-    Each micro-step's loss is divided by G = len(micro_batches) and only the last one
-    all-reduces (`gradient_sync`): the gradient of the global batch's mean loss, which
-    it returns (on every rank).
-    """
-    if not micro_batches:
-        raise ValueError("micro_batches is empty: give (inputs, targets) pairs.")
-    device = next(model.parameters()).device
-    dtype = dtype or autocast_dtype(device)
-    accum = len(micro_batches)
-    loss_sum = torch.zeros((), device=device)
-    for k, (inputs, targets) in enumerate(micro_batches):
-        with gradient_sync(model, enabled=k == accum - 1):  # DDP decides in the forward
-            with autocast(device, dtype):
-                loss = batch_loss(model, inputs.to(device), targets.to(device))
-            scaled = loss / accum  # mean over G micro-steps; DDP averages the N ranks
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        loss_sum += loss.detach()
-    return global_mean(loss_sum / accum)
-
-
-# ------------------------------------------------------------------ weights and measurements
-
-
-def save_weights(model: nn.Module, path: str | Path) -> Path | None:
-    """Save the model's weights as safetensors, without DDP's ``module.`` prefix; call on every rank (appendix A).
-
-    Under FSDP the shards are gathered first (a collective). Rank 0 writes the file
-    (atomically: `gptcourse.files`) and returns its path; the others None. GPT's tied head is
-    saved once (safetensors refuses one tensor twice): ``safetensors.torch.load_model`` ties it.
-    """
-    if isinstance(model, FSDPModule):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict  # slow to import: only here
-
-        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    else:
-        state = unwrap(model).state_dict()
-    if dist.is_initialized() and dist.get_rank() != 0:
-        return None
-    first_names = {name for name, _ in unwrap(model).named_parameters()} | {name for name, _ in unwrap(model).named_buffers()}
-    tensors = {name: t.detach().cpu().contiguous() for name, t in state.items() if name in first_names}
-    data = safetensors.torch.save(tensors, metadata={"format": "pt"})
-    return write_atomically(path, lambda f: f.write(data))
-
-
-def measure_all_reduce(num_elements: int, device: torch.device | str, repeats: int = 5) -> list[float]:
-    """Seconds taken by each of `repeats` all-reduces of `num_elements` fp32 numbers, after a warm-up (appendix A). A collective."""
-    buffer = torch.ones(positive_int("num_elements", num_elements), device=device)
-    dist.barrier()
-    return time_calls(lambda: dist.all_reduce(buffer), device, repeats=positive_int("repeats", repeats), warmup=1)
-
 
 # ------------------------------------------------------------------ the run
 
@@ -285,20 +80,27 @@ class DistributedConfig:
     device: str = "auto"
     backend: str = "auto"
     fsdp: bool = False  # shard with FSDP2 instead of replicating with DDP
-    bucket_cap_mb: float = 25.0  # DDP's bucket size
+    bucket_cap_mb: float | None = None  # DDP's bucket size in MiB; None: DDP's default (25, the first bucket 1)
     peak_tflops: float | None = None  # one device's peak, for MFU; a GPU in gptcourse.peaks has its datasheet's
     timeout_s: float = 600.0  # a collective waiting longer fails instead of hanging
+    corpus: str = "python_docs"  # a name in gptcourse.data.CORPORA, or the path of a UTF-8 text file
+    checkpoint_every: int = 0  # save OUT/checkpoint.pt every this many steps, and resume from it; 0: never
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         GPTConfig.from_preset(self.preset, drop_rate=self.drop_rate)  # a known preset, a dropout in [0, 1)
+        non_negative_int("checkpoint_every", self.checkpoint_every)
+        if self.corpus not in CORPORA and not Path(self.corpus).is_file():
+            raise ValueError(f"corpus must be one of {sorted(CORPORA)} or the path of a text file, got {self.corpus!r}.")
+        if self.fsdp and self.checkpoint_every:
+            raise ValueError("--checkpoint-every with --fsdp: a sharded checkpoint needs torch.distributed.checkpoint, which the course does not build: use DDP.")
         for name in ("steps", "micro_batch", "eval_batches"):
             positive_int(name, getattr(self, name))
         for name in ("grad_accum", "global_batch"):
             optional_positive_int(name, getattr(self, name))
         if non_negative_int("seed", self.seed) >= 2**31:
             raise ValueError(f"seed must be below 2**31, got {self.seed}.")
-        for name in ("lr", "bucket_cap_mb", "timeout_s", *(["peak_tflops"] if self.peak_tflops is not None else [])):
+        for name in ("lr", "timeout_s", *(name for name in ("peak_tflops", "bucket_cap_mb") if getattr(self, name) is not None)):
             finite_number(name, getattr(self, name), strictly_above=0.0)
         device_type, _ = choose_device_and_backend(self.device, self.backend)
         if self.fsdp and needs_grad_scaler(autocast_dtype(torch.device(device_type))):
@@ -320,7 +122,8 @@ def _prepare(config: DistributedConfig, world_size: int) -> tuple[GPTConfig, int
     grad_accum = config.grad_accum_for(world_size)
     model_config = GPTConfig.from_preset(config.preset, drop_rate=config.drop_rate)
     T = model_config.context_length
-    val_text, train_text = train_val_split(load_corpus("python_docs"), train_ratio=0.1)  # the first tenth, as in chapter 7
+    text = load_corpus(config.corpus) if config.corpus in CORPORA else Path(config.corpus).read_text(encoding="utf-8")
+    val_text, train_text = train_val_split(text, train_ratio=0.1)  # the first tenth held out
     train_set = GPTDataset(train_text, max_length=T, stride=T)
     val_loader = create_dataloader(val_text, batch_size=config.micro_batch, max_length=T, stride=T, shuffle=False)
     global_batch_indices(len(train_set), config.micro_batch * grad_accum * world_size, 0, config.seed)  # enough windows?
@@ -342,6 +145,27 @@ class _RankRun:
         self.optimizer = make_optimizer(unwrap(self.model), self.schedule, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=needs_grad_scaler(self.dtype))  # fp16 only
         self.global_batch = config.micro_batch * grad_accum * info.world_size
+        self.resumed = self.resume()  # {} on a fresh start
+
+    def resume(self) -> dict:
+        """The state of OUT/checkpoint.pt, loaded into the model, optimizer and scaler; {} if none.
+
+        Every rank reads the file (several machines need OUT on a filesystem they share), and
+        they must agree on the step. Dropout's random streams start afresh.
+        """
+        found = bool(self.config.checkpoint_every) and has_checkpoint(self.config.out)
+        state = load_checkpoint(self.config.out, unwrap(self.model), self.optimizer, self.scaler) if found else {}
+        steps = [0] * self.info.world_size
+        dist.all_gather_object(steps, state.get("step", 0))
+        if len(set(steps)) > 1:
+            raise RuntimeError(f"The ranks found checkpoints of different steps {steps}: put --out on a filesystem all machines share.")
+        return state
+
+    def save(self, step: int, losses: list[float], grad_norms: list[float], val_loss_start: float) -> None:
+        """Rank 0 saves the run after `step` steps: DDP's replicas are identical."""
+        if self.info.is_main:
+            state = {"step": step, "losses": losses, "grad_norms": grad_norms, "val_loss_start": val_loss_start}
+            save_checkpoint(self.config.out, unwrap(self.model), self.optimizer, self.scaler, state)
 
     def validation_loss(self) -> float:
         """DDP: rank 0 alone evaluates its replica (nan elsewhere). FSDP: every rank takes part, gathering the shards."""
@@ -352,8 +176,8 @@ class _RankRun:
         self.model.reshard()  # without a backward pass, FSDP would keep the root's weights gathered
         return loss
 
-    def step(self, step: int) -> float:
-        """One optimizer step on this rank's share of the global batch; the global batch's mean loss."""
+    def step(self, step: int) -> tuple[float, float]:
+        """One optimizer step on this rank's share of the global batch: its mean loss, its gradient's norm before clipping."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, self.schedule)
         indices = global_batch_indices(len(self.train_set), self.global_batch, step, self.config.seed)
@@ -361,8 +185,8 @@ class _RankRun:
         if self.counter is not None:
             self.counter.reset()
         loss = accumulate_gradients(self.model, [stack_windows(self.train_set, ix) for ix in shares], self.dtype, self.scaler)
-        optimizer_step(self.model, self.optimizer, self.scaler, self.schedule.grad_clip)
-        return loss.item()
+        grad_norm = optimizer_step(self.model, self.optimizer, self.scaler, self.schedule.grad_clip)
+        return loss.item(), grad_norm
 
 
 def _train(config: DistributedConfig, info: ProcessInfo, model_config: GPTConfig, *prepared) -> dict | None:
@@ -374,32 +198,39 @@ def _train(config: DistributedConfig, info: ProcessInfo, model_config: GPTConfig
     num_parameters = sum(held) if config.fsdp else held[0]  # FSDP: each rank a shard; DDP: each all of them
     say(f"{'FSDP2' if config.fsdp else 'DDP'} on {N} rank(s) ({info.backend}, {info.device.type}) | {config.preset}, {num_parameters:,} parameters")
     say(f"global batch {run.global_batch} = micro-batch {config.micro_batch} × accumulation {run.grad_accum} × {N} rank(s), {tokens:,} tokens")
-    val_losses = [run.validation_loss()]
-    say(f"step {0:>5} | val loss {val_losses[0]:.4f}")
-    step_times, losses = [], []
-    for step in range(config.steps):
+    first = run.resumed.get("step", 0)
+    losses, grad_norms = list(run.resumed.get("losses", [])), list(run.resumed.get("grad_norms", []))
+    val_losses = [run.resumed["val_loss_start"] if first else run.validation_loss()]
+    say(f"resumed from {config.out / 'checkpoint.pt'} after step {first}" if first else f"step {0:>5} | val loss {val_losses[0]:.4f}")
+    step_times = []
+    for step in range(first, config.steps):
         start = time.perf_counter()
-        losses.append(run.step(step))
+        loss, grad_norm = run.step(step)
+        losses.append(loss)
+        grad_norms.append(grad_norm)
         synchronize(info.device)
         step_times.append(time.perf_counter() - start)
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+            run.save(step + 1, losses, grad_norms, val_losses[0])
         if (step + 1) % max(1, config.steps // 10) == 0 or step + 1 == config.steps:
-            say(f"step {step + 1:>5} | loss {losses[-1]:.4f} | lr {lr_at(step, run.schedule):.1e} | {tokens / step_times[-1]:,.0f} tokens/s")
+            say(f"step {step + 1:>5} | loss {losses[-1]:.4f} | grad norm {grad_norm:.3f} | lr {lr_at(step, run.schedule):.1e} | {tokens / step_times[-1]:,.0f} tokens/s")
     val_losses.append(run.validation_loss())
     say(f"step {config.steps:>5} | val loss {val_losses[1]:.4f}")
     all_reduce_seconds = statistics.median(measure_all_reduce(num_parameters, info.device)) if N > 1 and not config.fsdp else None
     path = save_weights(run.model, config.out / WEIGHTS_FILE)  # a collective under FSDP
     if not info.is_main:
         return None
-    metrics = _report(run, model_config, held, num_parameters, losses, val_losses, step_times, all_reduce_seconds)
+    metrics = _report(run, model_config, held, num_parameters, (losses, grad_norms), val_losses, step_times, all_reduce_seconds)
     write_atomically(config.out / METRICS_FILE, lambda f: f.write(json.dumps(metrics, indent=1).encode()))
     print(f"saved {path} and {METRICS_FILE}")
     return metrics
 
 
-def _report(run: _RankRun, model_config: GPTConfig, held, num_parameters, losses, val_losses, step_times, all_reduce_seconds) -> dict:
+def _report(run: _RankRun, model_config: GPTConfig, held, num_parameters, curves, val_losses, step_times, all_reduce_seconds) -> dict:
     """Rank 0's last lines (speed, MFU, communication), and the run's metrics."""
+    losses, grad_norms = curves
     config, N, B, T = run.config, run.info.world_size, run.global_batch, model_config.context_length
-    step_time = statistics.median(step_times[1:] or step_times)  # the first step warms up (allocations, buckets)
+    step_time = statistics.median(step_times[1:] or step_times or [math.nan])  # the first step warms up (allocations, buckets)
     flops_per_step = count_flops(model_config, batch_size=B, seq_len=T).total  # all ranks together
     peak = config.peak_tflops * 1e12 if config.peak_tflops else None
     if peak is None and run.info.device.type == "cuda":
@@ -416,7 +247,7 @@ def _report(run: _RankRun, model_config: GPTConfig, held, num_parameters, losses
     return dict(
         kind="FSDP2" if config.fsdp else "DDP", world_size=N, backend=run.info.backend, device=str(run.info.device), preset=config.preset,
         num_parameters=num_parameters, parameters_per_rank=held, micro_batch=config.micro_batch, grad_accum=run.grad_accum, global_batch=B,
-        seq_len=T, steps=config.steps, losses=losses, val_loss_start=val_losses[0], val_loss_end=val_losses[1], step_times=step_times,
+        seq_len=T, steps=config.steps, losses=losses, grad_norms=grad_norms, val_loss_start=val_losses[0], val_loss_end=val_losses[1], step_times=step_times,
         step_time=step_time, tokens_per_second=B * T / step_time, flops_per_step=flops_per_step, achieved_flops=flops_per_step / step_time,
         peak_flops_per_device=peak, mfu=mfu, all_reduces_per_step=run.counter and run.counter.calls,
         all_reduce_bytes_per_step=run.counter and run.counter.bytes, all_reduce_seconds=all_reduce_seconds, torch=torch.__version__,
@@ -449,7 +280,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DistributedConfig:
     parser = argparse.ArgumentParser(prog="python -m gptcourse.distributed", description="Data-parallel GPT training (appendix A).")
     parser.add_argument("--out", required=True, help="directory for model.safetensors and metrics.json")
     parser.add_argument("--preset", default=defaults.preset, choices=list(PRESETS))
-    for name in ("steps", "micro_batch", "grad_accum", "global_batch", "seed", "eval_batches"):
+    parser.add_argument("--corpus", default=defaults.corpus, help=f"one of {', '.join(CORPORA)}, or the path of a UTF-8 text file")
+    for name in ("steps", "micro_batch", "grad_accum", "global_batch", "seed", "eval_batches", "checkpoint_every"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     for name in ("drop_rate", "lr", "bucket_cap_mb", "peak_tflops", "timeout_s"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))

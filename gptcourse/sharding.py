@@ -2,8 +2,9 @@
 
 Who reads which sequence of a global batch of B × G × N (micro-batch B, G accumulation steps,
 N ranks); the bytes a ring all-reduce sends, 2·(N−1)/N × the gradient whatever N; the model
-state per GPU, 2 + 2 + 12 bytes per parameter with Adam in mixed precision, which DDP keeps
-whole and ZeRO-1/2/3 shard across the N GPUs (ZeRO, Rajbhandari et al. 2020, section 3.1).
+state per GPU with Adam, which DDP keeps whole and ZeRO-1/2/3 shard across the N GPUs, in two
+recipes: the ZeRO paper's fp16 training, 2 + 2 + 12 bytes per parameter (Rajbhandari et al.
+2020, section 3.1), and autocast over fp32 weights, as the course trains, 4 + 4 + 8.
 `gptcourse.distributed` runs the processes that check these numbers.
 """
 
@@ -98,12 +99,39 @@ def relative_difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Ten
     return (diff / norm).sqrt().item()
 
 
+def assert_same_training(
+    weights: Mapping[str, torch.Tensor], metrics: Mapping, reference_weights: Mapping[str, torch.Tensor], reference_metrics: Mapping, rtol: float = 1e-4
+) -> dict[str, float]:
+    """Fail unless two runs trained alike: final weights, and each step's loss and gradient norm (appendix A).
+
+    The weights alone cannot tell: AdamW divides each gradient by its running size (and
+    clipping rescales it), so a gradient G times too large, a loss not divided by G, moves
+    them hardly at all. The norm before clipping is then G times too large. Returns the
+    three relative differences; an AssertionError names those above `rtol`.
+    """
+    differences = {"weights": relative_difference(weights, reference_weights)}
+    for key in ("losses", "grad_norms"):
+        mine, theirs = (torch.tensor(m[key], dtype=torch.float64) for m in (metrics, reference_metrics))
+        if mine.shape != theirs.shape:
+            raise ValueError(f"The runs logged {len(mine)} and {len(theirs)} {key}: compare runs of as many steps.")
+        differences[key] = ((mine - theirs).abs() / theirs.abs()).max().item()
+    wrong = {key: value for key, value in differences.items() if not value <= finite_number("rtol", rtol, strictly_above=0)}
+    assert not wrong, "the runs trained differently: " + ", ".join(f"{key} differ by {value:.1e} (relative)" for key, value in wrong.items()) + (
+        f"; gradient norms {metrics['grad_norms'][0]:.4g} vs {reference_metrics['grad_norms'][0]:.4g} at step 1" if "grad_norms" in wrong else ""
+    )
+    return differences
+
+
 # ------------------------------------------------------------------ what each rank sends, and holds
 
-# Bytes per parameter in mixed-precision training with Adam (the ZeRO paper's accounting):
-WEIGHT_BYTES = 2  # the fp16/bf16 weights the forward and backward passes read
-GRAD_BYTES = 2  # the fp16/bf16 gradients
-OPTIMIZER_BYTES = 12  # fp32 master weights, Adam's first moment m, second moment v: 4 + 4 + 4
+# Bytes per parameter with Adam: (weights, gradients, optimizer state), in two recipes.
+RECIPES: dict[str, tuple[int, int, int]] = {
+    # The ZeRO paper's mixed precision: fp16 weights and gradients; fp32 master copy, m, v.
+    "fp16": (2, 2, 4 + 4 + 4),
+    # torch.autocast (the course, chapter 7): the fp32 weights are the master copy, the
+    # gradients are fp32 (so is what DDP all-reduces), Adam's m and v: 4 + 4 + 4 + 4.
+    "autocast": (4, 4, 4 + 4),
+}
 
 # What each stage shards across the GPUs; the rest every GPU keeps whole.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -143,42 +171,32 @@ class ModelStateBytes:
 
     @property
     def per_parameter(self) -> float:
-        """Bytes per parameter of the model, on one GPU: 16 for DDP, 16/N for ZeRO-3."""
+        """Bytes per parameter of the model, on one GPU: 16 for DDP, 16/N for ZeRO-3, in both recipes."""
         return self.total / self.num_parameters
 
 
-def model_state_bytes(
-    num_parameters: int,
-    stage: str,
-    world_size: int,
-    weight_bytes: int = WEIGHT_BYTES,
-    grad_bytes: int = GRAD_BYTES,
-    optimizer_bytes: int = OPTIMIZER_BYTES,
-) -> ModelStateBytes:
+def model_state_bytes(num_parameters: int, stage: str, world_size: int, recipe: str = "autocast") -> ModelStateBytes:
     """Bytes of weights, gradients and optimizer state on each of `world_size` GPUs (appendix A).
 
-    ``stage`` is a `STAGES` key. The defaults are mixed precision with Adam, 2 + 2 + 12 bytes per
-    parameter; for fp32 without a master copy, ``weight_bytes=4, grad_bytes=4, optimizer_bytes=8``.
+    ``stage`` is a `STAGES` key, ``recipe`` a `RECIPES` key: 2 + 2 + 12 bytes per parameter
+    in the ZeRO paper's fp16 training, 4 + 4 + 8 under autocast with fp32 weights. Both are
+    16 in DDP; sharding only the optimizer state (ZeRO-1) saves more of the first.
     """
     n_params, n = positive_int("num_parameters", num_parameters), positive_int("world_size", world_size)
     sharded = STAGES[one_of("stage", stage, STAGES)]
-    sizes = {
-        "weights": positive_int("weight_bytes", weight_bytes),
-        "gradients": positive_int("grad_bytes", grad_bytes),
-        "optimizer": positive_int("optimizer_bytes", optimizer_bytes),
-    }
+    sizes = dict(zip(("weights", "gradients", "optimizer"), RECIPES[one_of("recipe", recipe, RECIPES)]))
     parts = {part: n_params * size / (n if part in sharded else 1) for part, size in sizes.items()}
     return ModelStateBytes(stage=stage, world_size=n, num_parameters=n_params, **parts)
 
 
-def bytes_sent_per_step(num_parameters: int, stage: str, world_size: int, grad_bytes: int = GRAD_BYTES) -> float:
+def bytes_sent_per_step(num_parameters: int, stage: str, world_size: int, recipe: str = "autocast") -> float:
     """Bytes each GPU sends per optimizer step to keep its replica or shard in step (appendix A).
 
     DDP, ZeRO-1 and ZeRO-2 move the gradient once, by a ring all-reduce or its two halves:
     ``2·(N−1)/N`` × its bytes. ZeRO-3 gathers the weights again for the backward, 1.5× as much
-    (ZeRO paper, section 7). Weights and gradients are taken to be of the same size.
+    (ZeRO paper, section 7). The gradients are 2 bytes each in `recipe` "fp16", 4 under autocast.
     """
     one_of("stage", stage, STAGES)
-    gradient = positive_int("num_parameters", num_parameters) * positive_int("grad_bytes", grad_bytes)
+    gradient = positive_int("num_parameters", num_parameters) * RECIPES[one_of("recipe", recipe, RECIPES)][1]
     all_reduce = ring_all_reduce_bytes(gradient, world_size)
     return 1.5 * all_reduce if stage == "zero3" else all_reduce

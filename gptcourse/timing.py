@@ -2,10 +2,10 @@
 
 The first calls are slow (kernel selection, allocator growth, AdamW's state), the host
 only *queues* GPU kernels, and one sample is noise: `time_calls` handles all three.
-`make_train_step` is the step chapter 10 times, `compare` times models side by side in
-rounds whose order rotates (`rotation`), and `measure_matmuls`, `measure_peak_flops` (their
-fastest: the roof) and `measure_bandwidth` measure what the device can reach (MFU on a
-CPU, the roofline).
+`make_train_step` is the step chapter 10 times; `compare` times models side by side in
+rounds whose order rotates (`rotation`), `compare_calls` any calls so (chapter 8); and
+`measure_matmuls`, `measure_peak_flops` (their fastest: the roof) and `measure_bandwidth`
+measure what the device can reach (MFU on a CPU, the roofline).
 """
 
 from __future__ import annotations

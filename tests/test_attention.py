@@ -59,6 +59,50 @@ def test_causal_mask_hides_exactly_the_future():
     assert torch.equal(visible_keys(2, 5), ~after_cache)
 
 
+@pytest.mark.parametrize("num_tokens, num_keys, window", [(6, 6, 3), (7, 7, 1), (5, 5, 5), (4, 4, 10), (2, 5, 2)])
+def test_causal_mask_with_a_window_shows_each_query_itself_and_the_window_before(num_tokens, num_keys, window):
+    mask = causal_mask(num_tokens, num_keys=num_keys, window=window)
+    for i in range(num_tokens):
+        position = num_keys - num_tokens + i  # of query i, among the keys
+        seen = [j for j in range(num_keys) if not mask[i, j]]
+        assert seen == list(range(max(0, position - window + 1), position + 1))
+
+
+def test_causal_mask_window_rejects_a_non_positive_window():
+    with pytest.raises(ValueError, match="window"):
+        causal_mask(4, window=0)
+
+
+def test_exercise_3_1_check_catches_weights_reshaped_instead_of_transposed():
+    v2 = SelfAttentionV2(4, 2)
+    v1 = SelfAttentionV1(4, 2)
+    with torch.no_grad():
+        for name in ("W_query", "W_key", "W_value"):
+            getattr(v1, name).copy_(getattr(v2, name).weight.reshape(4, 2))
+    x = torch.randn(6, 4)
+    assert not torch.allclose(v1(x), v2(x))
+
+
+def test_exercise_3_3_check_catches_a_detector_that_compares_the_changed_positions_too():
+    """Comparing all outputs flags even gptcourse's causal head, which the check forbids."""
+    head = CausalAttention(4, 4, context_length=8)
+    x = torch.randn(1, 8, 4)
+    changed = x.clone()
+    changed[:, 5:] = torch.randn(1, 3, 4)
+    with torch.no_grad():
+        assert not torch.allclose(head(changed), head(x))
+        torch.testing.assert_close(head(changed)[:, :5], head(x)[:, :5])
+
+
+def test_exercise_3_2_check_catches_a_window_one_token_too_wide():
+    """The wrong answer of tests/wrong_answers/03_attention.py: `distance > w` for `>= w`."""
+    t = torch.arange(6)
+    distance = t[:, None] - t[None, :]
+    too_wide = (distance < 0) | (distance > 3)
+    assert not torch.equal(too_wide, causal_mask(6, window=3))
+    assert torch.equal((distance < 0) | (distance >= 3), causal_mask(6, window=3))
+
+
 # ---- chapter 4
 
 
@@ -127,3 +171,18 @@ def test_dropout_only_in_training(cls):
     torch.testing.assert_close(mha(x), mha(x))
     mha.train()
     assert not torch.allclose(mha(x), mha(x))
+
+
+def test_the_newest_queries_need_the_mask_aligned_bottom_right():
+    # Exercise 4.3's premise: with fewer queries than keys, is_causal=True aligns the mask
+    # top-left and differs from full attention's last rows; visible_keys gives those rows.
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, HEADS, CTX, 8).unbind(0)
+    full = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    for n in (1, 3):
+        newest = q[:, :, -n:]
+        top_left = torch.nn.functional.scaled_dot_product_attention(newest, k, v, is_causal=True)
+        assert not torch.allclose(top_left, full[:, :, -n:], atol=1e-3)
+        mask = visible_keys(n, CTX)
+        right = torch.nn.functional.scaled_dot_product_attention(newest, k, v, attn_mask=mask)
+        torch.testing.assert_close(right, full[:, :, -n:])

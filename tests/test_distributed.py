@@ -1,4 +1,4 @@
-"""Tests of gptcourse.distributed and gptcourse.sharding (appendix A): real processes, gloo, on the CPU.
+"""Tests of gptcourse.distributed and the step of gptcourse.data_parallel (appendix A): real processes, gloo, on the CPU.
 
 The runs are small (gpt-nano, 3 steps): each launch costs a few seconds of Python and torch
 start-up per process. Every child process is started in its own session and killed, with
@@ -27,20 +27,14 @@ from gptcourse.distributed import (
     DistributedConfig,
     accumulate_gradients,
     count_all_reduces,
+    global_mean,
+    gradient_sync,
     parse_args,
     train_data_parallel,
     wrap_ddp,
 )
 from gptcourse.flops import num_parameters
-from gptcourse.sharding import (
-    bytes_sent_per_step,
-    global_batch_indices,
-    local_micro_batches,
-    model_state_bytes,
-    relative_difference,
-    ring_all_reduce_bytes,
-    sequence_owner,
-)
+from gptcourse.sharding import assert_same_training, local_micro_batches, relative_difference
 from gptcourse.train import batch_loss
 
 TIMEOUT = 180  # seconds for one launch; a few on an idle machine
@@ -91,10 +85,8 @@ def test_two_processes_train_the_weights_of_one_process_with_accumulation(one_pr
     weights_2, metrics_2 = read_run(tmp_path)
     assert metrics_2["world_size"] == 2 and metrics_1["world_size"] == 1
     assert metrics_2["global_batch"] == metrics_1["global_batch"] == 8
-    difference = relative_difference(weights_2, weights_1)
-    assert difference < 1e-4, f"2 ranks × 4 and 1 rank × 4 × 2 should train the same weights; relative difference {difference:.2e}"
-    # The logged loss is the global batch's mean: all-reduced, so the same as one process's.
-    torch.testing.assert_close(metrics_2["losses"], metrics_1["losses"], rtol=0, atol=1e-5, msg="the logged loss is not the global mean")
+    # Weights, the logged loss (the global batch's mean, all-reduced) and the gradient norm of every step.
+    assert_same_training(weights_2, metrics_2, weights_1, metrics_1)
     # no_sync: accumulation over 2 micro-steps all-reduces as often as 1 micro-step does.
     assert metrics_1["all_reduces_per_step"] == metrics_2["all_reduces_per_step"] >= 1
     assert result.stdout.count("DDP on 2 rank(s)") == 1, f"only rank 0 prints:\n{result.stdout}"
@@ -103,6 +95,83 @@ def test_two_processes_train_the_weights_of_one_process_with_accumulation(one_pr
     assert model.out_head.weight is model.tok_emb.weight
     torch.testing.assert_close(model.tok_emb.weight, weights_2["tok_emb.weight"])
     assert not any(name.startswith("module.") for name in weights_2), "save the unwrapped model"
+
+
+def test_two_processes_accumulating_train_what_one_process_accumulating_trains(one_process, tmp_path):
+    """N = 2 and G = 2: no_sync runs on several ranks, and the loss is divided by G there too."""
+    weights_1, metrics_1 = one_process
+    launch(torchrun(2, *RUN, "--micro-batch", "2", "--grad-accum", "2", "--out", str(tmp_path)))
+    weights_2, metrics_2 = read_run(tmp_path)
+    assert (metrics_2["world_size"], metrics_2["grad_accum"], metrics_2["global_batch"]) == (2, 2, 8)
+    assert_same_training(weights_2, metrics_2, weights_1, metrics_1)
+    assert metrics_2["all_reduces_per_step"] == metrics_1["all_reduces_per_step"], "G micro-steps, one all-reduce"
+
+
+def _accumulate_without_dividing(model, micro_batches, dtype=None, scaler=None):
+    """accumulate_gradients with the commonest bug: each micro-step's loss not divided by G."""
+    losses = []
+    for k, (inputs, targets) in enumerate(micro_batches):
+        with gradient_sync(model, enabled=k == len(micro_batches) - 1):
+            loss = batch_loss(model, inputs, targets)
+            loss.backward()  # the bug: loss / G
+        losses.append(loss.detach())
+    return global_mean(torch.stack(losses).mean())
+
+
+def test_the_equality_check_fails_when_the_loss_is_not_divided_by_g(tmp_path, monkeypatch):
+    """AdamW and clipping hide a gradient G times too large from the weights, not from its norm."""
+    def run(name, micro_batch, grad_accum):
+        config = DistributedConfig(out=tmp_path / name, steps=3, micro_batch=micro_batch, grad_accum=grad_accum, eval_batches=1, device="cpu")
+        metrics = train_data_parallel(config)
+        return safetensors.torch.load_file(tmp_path / name / "model.safetensors"), metrics
+
+    reference = run("whole", 8, 1)  # no accumulation: nothing to divide
+    assert_same_training(*run("right", 4, 2), *reference)
+    monkeypatch.setattr(distributed, "accumulate_gradients", _accumulate_without_dividing)
+    weights, metrics = run("bug", 4, 2)
+    assert relative_difference(weights, reference[0]) < 1e-3, "the weights barely see the bug: that is why the norms are compared"
+    with pytest.raises(AssertionError, match="grad_norms differ"):
+        assert_same_training(weights, metrics, *reference)
+    torch.testing.assert_close(metrics["grad_norms"][0], 2 * reference[1]["grad_norms"][0], rtol=1e-3, atol=0)
+
+
+def test_a_run_resumed_from_its_checkpoint_trains_what_an_uninterrupted_run_trains(tmp_path, monkeypatch, capsys):
+    """--checkpoint-every: what torchrun --max-restarts needs to go on where a failed group stopped."""
+    def config(name):
+        return DistributedConfig(out=tmp_path / name, steps=4, micro_batch=4, grad_accum=2, eval_batches=1, device="cpu", checkpoint_every=2)
+
+    straight = train_data_parallel(config("straight"))
+    original_step = distributed._RankRun.step
+
+    def crash_at_step_3(self, step):
+        if step == 3:
+            raise RuntimeError("the machine fails")
+        return original_step(self, step)
+
+    monkeypatch.setattr(distributed._RankRun, "step", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="the machine fails"):
+        train_data_parallel(config("crashed"))
+    monkeypatch.setattr(distributed._RankRun, "step", original_step)
+    resumed = train_data_parallel(config("crashed"))  # the same command again, as torchrun restarts it
+    assert "resumed from" in capsys.readouterr().out and len(resumed["step_times"]) == 2, "steps 3 and 4 only"
+    assert_same_training(
+        safetensors.torch.load_file(tmp_path / "crashed" / "model.safetensors"), resumed,
+        safetensors.torch.load_file(tmp_path / "straight" / "model.safetensors"), straight, rtol=1e-6,
+    )  # fmt: skip
+
+
+def test_a_corpus_file_gives_the_windows_a_large_global_batch_needs(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 25_000)  # about 250,000 tokens
+    options = dict(preset="gpt2-small", steps=1, micro_batch=128, device="cpu")  # 128 windows of 1,024 tokens
+    with pytest.raises(ValueError, match="more than the"):
+        distributed._prepare(DistributedConfig(out=tmp_path / "a", **options), world_size=1)  # the default corpus is too small
+    _, _, train_set, _ = distributed._prepare(DistributedConfig(out=tmp_path / "b", corpus=str(text), **options), world_size=1)
+    assert len(train_set) >= 128
+    with pytest.raises(ValueError, match="corpus must be one of"):
+        DistributedConfig(corpus=str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="checkpoint-every with --fsdp"):
+        DistributedConfig(fsdp=True, checkpoint_every=2)
 
 
 def test_fsdp_trains_the_same_weights_with_each_rank_holding_half(one_process, tmp_path):
@@ -260,60 +329,3 @@ def test_the_process_group_is_left_even_on_an_error(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="crash during training"):
         train_data_parallel(DistributedConfig(out=tmp_path, steps=1))
     assert not dist.is_initialized()
-
-
-# ------------------------------------------------------------------ gptcourse.sharding: which rank reads what
-
-
-@pytest.mark.parametrize("micro_batch, grad_accum, world_size", [(4, 1, 2), (2, 2, 2), (1, 4, 2), (3, 2, 4), (8, 1, 1)])
-def test_every_sequence_goes_to_exactly_the_rank_and_micro_step_sequence_owner_names(micro_batch, grad_accum, world_size):
-    global_batch = micro_batch * grad_accum * world_size
-    positions = torch.arange(global_batch)
-    seen = []
-    for rank in range(world_size):
-        micro = local_micro_batches(positions, rank, world_size, grad_accum)
-        assert [len(m) for m in micro] == [micro_batch] * grad_accum
-        for step, batch in enumerate(micro):
-            for p in batch.tolist():
-                assert sequence_owner(p, micro_batch, grad_accum) == (rank, step)
-                seen.append(p)
-    assert sorted(seen) == positions.tolist()
-
-
-def test_the_global_batches_do_not_depend_on_the_split():
-    # Only (num_windows, global_batch, step, seed) enter: B, G and N cannot change them.
-    first = [global_batch_indices(100, 8, step, seed=0) for step in range(30)]
-    assert all(torch.equal(a, b) for a, b in zip(first, [global_batch_indices(100, 8, s, 0) for s in range(30)]))
-    epoch = torch.cat(first[:12])  # 12 steps of 8 = one epoch of 100 windows, the last 4 skipped
-    assert len(set(epoch.tolist())) == 96, "an epoch reads each window at most once"
-    assert not torch.equal(first[0], first[12]), "each epoch is shuffled anew"
-    assert not torch.equal(first[0], global_batch_indices(100, 8, 0, seed=1))
-    with pytest.raises(ValueError, match="more than the 100 windows"):
-        global_batch_indices(100, 101, 0, 0)
-    with pytest.raises(ValueError, match="cannot be split evenly"):
-        local_micro_batches(torch.arange(6), 0, 4, 1)
-
-
-# ------------------------------------------------------------------ gptcourse.sharding: bytes
-
-
-def test_ring_all_reduce_sends_two_n_minus_one_over_n_of_the_buffer():
-    assert ring_all_reduce_bytes(1000, 1) == 0
-    assert ring_all_reduce_bytes(1000, 2) == 1000
-    assert ring_all_reduce_bytes(1000, 8) == 1750
-    assert 1999 < ring_all_reduce_bytes(1000, 10_000) < 2000
-    with pytest.raises(ValueError, match="world_size"):
-        ring_all_reduce_bytes(1000, 0)
-
-
-def test_zero_stages_for_gpt2_xl_on_8_gpus():
-    psi = num_parameters("gpt2-xl", "all")
-    assert psi == 1_557_611_200
-    expected = {"ddp": 16 * psi, "zero1": 4 * psi + 12 * psi / 8, "zero2": 2 * psi + 14 * psi / 8, "zero3": 16 * psi / 8}
-    for stage, total in expected.items():
-        state = model_state_bytes(psi, stage, 8)
-        assert state.total == pytest.approx(total), stage
-    assert model_state_bytes(psi, "zero3", 8).per_parameter == 2
-    assert bytes_sent_per_step(psi, "zero3", 8) == 1.5 * bytes_sent_per_step(psi, "ddp", 8) == 1.5 * 2 * 7 / 8 * 2 * psi
-    with pytest.raises(ValueError, match="stage"):
-        model_state_bytes(psi, "zero4", 8)
