@@ -3,7 +3,9 @@
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
@@ -71,3 +73,22 @@ def forward_calls(monkeypatch):
         return calls
 
     return spy_on
+
+
+@pytest.fixture
+def exercise_check():
+    """``exercise_check("7.3")``: that exercise's released self-check, as source, read from
+    its chapter's notebook, for tests that prove a check fails on a plausible wrong answer."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    from course import exercises
+
+    def source(number: str) -> str:
+        chapter = number.split(".")[0]
+        pattern = f"{int(chapter):02d}_*.ipynb" if chapter.isdigit() else f"appendix_{chapter.lower()}_*.ipynb"
+        (path,) = (root / "notebooks").glob(pattern)
+        nb = nbformat.read(path, as_version=4)
+        (exercise,) = [e for e in exercises(nb) if e.number == number]
+        return "\n".join(nb.cells[i].source for i in exercise.checks)
+
+    return source

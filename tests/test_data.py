@@ -1,12 +1,9 @@
 import hashlib
 import math
 import os
-import sys
 import threading
 from collections import Counter
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 
@@ -182,17 +179,6 @@ def test_a_corrupted_cached_corpus_is_downloaded_again(tmp_path, monkeypatch):
     assert (tmp_path / "tiny_shakespeare.txt").read_bytes() == SHAKESPEARE
 
 
-def exercise_check(number):
-    """The self-check cell of chapter 7's Exercise `number`, as the notebook has it."""
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "tools"))
-    from course import exercises
-
-    nb = nbformat.read(root / "notebooks" / "07_training.ipynb", as_version=4)
-    (exercise,) = [e for e in exercises(nb) if e.number == number]
-    return nb.cells[exercise.checks[0]].source
-
-
 def bigram(train_ids, val_ids, unigram_p, lam=0.9, count_on=None, n=None):
     """Exercise 7.2's bigram loss; `count_on` and `n` make its plausible mistakes."""
     counted = (count_on if count_on is not None else train_ids).tolist()
@@ -205,7 +191,7 @@ def bigram(train_ids, val_ids, unigram_p, lam=0.9, count_on=None, n=None):
     return total / (n or len(v) - 1)
 
 
-def test_exercise_7_2_check_catches_the_plausible_wrong_answers():
+def test_exercise_7_2_check_catches_the_plausible_wrong_answers(exercise_check):
     """The right bigram loss passes; counting pairs in the validation ids (a leak),
     averaging over the tokens rather than the pairs, or reversed pairs fail."""
     check = exercise_check("7.2")

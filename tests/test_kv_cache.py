@@ -111,22 +111,6 @@ def test_cache_overflow_and_layer_mismatch_are_clear_errors():
         KVCache(0)
 
 
-def _exercise_8_4_check() -> str:
-    """The self-check cell of chapter 8's Exercise 8.4, as the notebook has it."""
-    import sys
-    from pathlib import Path
-
-    import nbformat
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "tools"))
-    from course import exercises
-
-    nb = nbformat.read(root / "notebooks" / "08_pretrained.ipynb", as_version=4)
-    (exercise,) = [e for e in exercises(nb) if e.number == "8.4"]
-    return nb.cells[exercise.checks[0]].source
-
-
 def _step_flops(head_always_everywhere=False, head_always_one=False, full_scores=False, attention=True):
     """Exercise 8.4's count of one step's FLOPs; the flags make its plausible mistakes."""
 
@@ -142,10 +126,10 @@ def _step_flops(head_always_everywhere=False, head_always_one=False, full_scores
     return step_flops
 
 
-def test_exercise_8_4_check_catches_the_plausible_wrong_answers():
+def test_exercise_8_4_check_catches_the_plausible_wrong_answers(exercise_check):
     """The right count passes; the head counted on every position despite last_only, or on
     one position always, every query counted with the cache, or attention forgotten, fail."""
-    check = _exercise_8_4_check()
+    check = exercise_check("8.4")
 
     def run(step_flops):
         exec(check, {"torch": torch, "GPT": GPT, "GPTConfig": GPTConfig, "KVCache": KVCache, "step_flops": step_flops})

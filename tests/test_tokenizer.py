@@ -1,10 +1,8 @@
 import collections
 import hashlib
 import os
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 import regex
 import tiktoken
@@ -107,16 +105,6 @@ def test_train_bpe_bad_n_merges(n_merges, message):
         train_bpe("ab ab", n_merges)
 
 
-def _exercise_check(number):
-    """The released self-check of one chapter 1 exercise, as source."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from course import exercises
-
-    nb = nbformat.read(ROOT / "notebooks" / "01_tokens.ipynb", as_version=4)
-    (exercise,) = [e for e in exercises(nb) if e.number == number]
-    return "\n".join(nb.cells[i].source for i in exercise.checks)
-
-
 def _piece(parts, ranks, pick):
     while True:
         mergeable = [i for i in range(len(parts) - 1) if parts[i] + parts[i + 1] in ranks]
@@ -160,7 +148,7 @@ def _bpe_decode(ids, ranks):
         ("across the pieces", _encoder(split=False)),
     ],
 )
-def test_exercise_1_2_check_fails_on_each_plausible_mistake(mistake, encoder, capsys):
+def test_exercise_1_2_check_fails_on_each_plausible_mistake(mistake, encoder, capsys, exercise_check):
     tok = get_tokenizer()
     namespace = {
         "text": load_corpus(),
@@ -169,7 +157,7 @@ def test_exercise_1_2_check_fails_on_each_plausible_mistake(mistake, encoder, ca
         "bpe_encode": encoder,
         "bpe_decode": _bpe_decode,
     }
-    check = _exercise_check("1.2")
+    check = exercise_check("1.2")
     if mistake is None:
         exec(check, namespace)
         assert "✓ Exercise 1.2" in capsys.readouterr().out

@@ -4,10 +4,7 @@ import dataclasses
 import math
 import os
 import re
-import sys
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -265,18 +262,7 @@ def test_loss_and_schedule_figures():
     plt.close("all")
 
 
-def exercise_check(number):
-    """The self-check cell of chapter 7's Exercise `number`, as the notebook has it."""
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "tools"))
-    from course import exercises
-
-    nb = nbformat.read(root / "notebooks" / "07_training.ipynb", as_version=4)
-    (exercise,) = [e for e in exercises(nb) if e.number == number]
-    return nb.cells[exercise.checks[0]].source
-
-
-def test_exercise_7_3_check_allows_rounding_and_catches_the_wrong_answers(tiny_config):
+def test_exercise_7_3_check_allows_rounding_and_catches_the_wrong_answers(tiny_config, exercise_check):
     """Exact up to float32 rounding, at any gradient scale; not halved, dropout on or
     the same tensors twice fail (the GPU's config has drop_rate=0.1)."""
     check = exercise_check("7.3")
