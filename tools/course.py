@@ -41,6 +41,13 @@ SOLUTION_TITLE = "# @title Solution"
 SOLUTION_METADATA = {"cellView": "form", "jupyter": {"source_hidden": True}}
 # A solution's discussion: Markdown that Colab and Jupyter show folded until clicked.
 DETAILS = re.compile(r"\A\s*<details>\s*<summary>(?P<summary>.*?)</summary>\s*\n(?P<body>.*?)\s*</details>\s*\Z", re.S)
+# The student edition's cells for a student's answers (tools/student_edition.py writes them,
+# tools/grade.py reads them): a code cell in place of each solution, and a Markdown cell after
+# an exercise that asks a question in words (its heading cell is tagged ASKS_IN_WORDS).
+ANSWER_TAG = "answer"
+WRITTEN_TAG = "written-answer"
+ASKS_IN_WORDS = "asks-in-words"
+WRITTEN_STUB = "*Your answer:* YOUR ANSWER HERE"
 # Any MyST directive fence (```{name} or :::{name}): none belongs in a notebook's Markdown.
 MYST_FENCE = re.compile(r"^[ \t]*(?:`{3,}|:{3,})\{[\w-]+\}", re.M)
 
@@ -72,6 +79,15 @@ def solution_code(source: str) -> str:
     return rest.lstrip("\n") if first.strip() == SOLUTION_TITLE else source
 
 
+def answer_stub(name: str) -> str:
+    """The student edition's code answer cell for the exercise called `name` ("Exercise 4.2")."""
+    return f'# YOUR CODE HERE\nraise NotImplementedError("{name}: write your answer in place of this line")'
+
+
+def is_written_answer(cell) -> bool:
+    return cell.cell_type == "markdown" and WRITTEN_TAG in tags(cell)
+
+
 def check_message(number: str) -> str:
     """What a passing self-check prints last."""
     return f"✓ Exercise {number}"
@@ -86,6 +102,9 @@ class Exercise:
     solutions: list[int] = field(default_factory=list)  # indices of its solution code cells
     discussions: list[int] = field(default_factory=list)  # indices of its <details> cells
     checks: list[int] = field(default_factory=list)  # indices of its self-check cells
+    written: list[int] = field(default_factory=list)  # indices of its written-answer cells (student edition)
+    asks_in_words: bool = False  # its heading is tagged ASKS_IN_WORDS: a question answered in words
+    points: int = 1  # what it is worth: the heading cell's metadata "points" (default 1)
 
     @property
     def name(self) -> str:
@@ -158,8 +177,9 @@ def notebook_paths(root: Path = ROOT) -> list[Path]:
 def exercises(nb) -> list[Exercise]:
     """The exercises of a notebook, in order, with the cells that belong to each.
 
-    An exercise runs from its heading to the next Markdown cell that is neither a heading nor
-    a discussion: solution, discussion and self-check cells in between are its own. Code a
+    An exercise runs from its heading to the next Markdown cell that is neither a heading, a
+    discussion nor a written answer: solution, discussion, written-answer and self-check cells
+    in between are its own. Code a
     student adds between them is not part of the exercise, and is left alone.
     """
     found: list[Exercise] = []
@@ -168,10 +188,15 @@ def exercises(nb) -> list[Exercise]:
         if cell.cell_type == "markdown":
             if match := HEADING.match(cell.source):
                 current = Exercise(match["number"], match["title"], cell.source[match.end():].strip(), index)
+                current.asks_in_words = ASKS_IN_WORDS in tags(cell)
+                current.points = cell.get("metadata", {}).get("points", 1)
                 found.append(current)
                 continue
             if current and is_discussion(cell):
                 current.discussions.append(index)
+                continue
+            if current and is_written_answer(cell):
+                current.written.append(index)
                 continue
             current = None
         elif current and is_solution(cell):

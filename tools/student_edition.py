@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import ROOT, exercises, notebook_paths  # noqa: E402
+from course import ANSWER_TAG, ROOT, answer_stub, exercises, notebook_paths  # noqa: E402
 
 NOTE = (
     "> **Student edition.** The solutions to this chapter's exercises are removed: write your own "
@@ -30,15 +30,11 @@ NOTE = (
 )
 
 
-def answer_stub(exercise) -> str:
-    return f'# YOUR CODE HERE\nraise NotImplementedError("{exercise.name}: write your answer in place of this line")'
-
-
 def answer_cell(solution, exercise):
     """The solution cell `solution`, emptied into an open cell for the student's answer."""
-    cell = nbformat.v4.new_code_cell(answer_stub(exercise))
+    cell = nbformat.v4.new_code_cell(answer_stub(exercise.name))
     cell.id = solution.id  # the same place in the notebook, for anyone comparing the two
-    cell.metadata["tags"] = ["answer"]
+    cell.metadata["tags"] = [ANSWER_TAG]
     return cell
 
 
