@@ -10,6 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from markdown_it.renderer import RendererHTML
+from myst_parser.config.main import MdParserConfig
+from myst_parser.parsers.mdit import create_md_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -31,6 +34,10 @@ from course import (  # noqa: E402
 NOTEBOOKS = notebook_paths(ROOT)  # the chapters, then the appendices
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
+# The parser the book reads the notebooks' Markdown with (MyST, with _config.yml's extensions):
+# what it takes for a role is what Colab and Jupyter show as raw text. A regex would also catch
+# `{name}` followed by a backtick inside code or math, such as chapter 1's `\p{L}`.
+MYST = create_md_parser(MdParserConfig(enable_extensions=set(CONFIG["parse"]["myst_enable_extensions"])), RendererHTML)
 
 
 def load(path):
@@ -84,12 +91,53 @@ def test_header_agrees_with_metadata(path):
         assert item in header.source, f"{path.name}: the header cell does not say {item!r}, which the metadata does"
 
 
+def myst_syntax(nb):
+    """Each MyST directive fence and inline role ({cite}`...`, {ref}`...`, ...) in the Markdown of `nb`."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        found += [f"markdown cell {i}: directive {m.group(0).strip()}" for m in MYST_FENCE.finditer(cell.source)]
+        tokens = MYST.parse(cell.source)
+        while tokens:
+            token = tokens.pop()
+            tokens += token.children or []
+            if token.type == "myst_role":
+                found.append(f"markdown cell {i}: role {{{token.meta['name']}}}`{token.content}`")
+    return found
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_markdown_has_no_myst_directives(path):
-    """Students read the notebooks in Colab and Jupyter, where a directive shows as raw text."""
-    for i, cell in enumerate(load(path).cells):
-        if cell.cell_type == "markdown":
-            assert not MYST_FENCE.search(cell.source), f"{path.name}: markdown cell {i} has a MyST directive"
+def test_markdown_has_no_myst_directives_or_roles(path):
+    """Students read the notebooks in Colab and Jupyter, where a directive or a role shows as raw text."""
+    found = myst_syntax(load(path))
+    assert not found, (
+        f"{path.name} has MyST syntax that Colab shows raw: {found}. Write plain Markdown: a citation as "
+        "[Vaswani et al. (2017)](https://arxiv.org/abs/1706.03762), a cross-reference as a link (see CONTRIBUTING.md)"
+    )
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "As {cite}`vaswani2017attention` show.", "As {cite:t}`a,b` show.", "See {ref}`ex-4-2`.", "By {eq}`softmax`,",
+        "Figure {numref}`fig-1` shows", "See {doc}`references`.", "Any {any-name}``two ticks`` role.",
+        "```{note}\nA note.\n```", ":::{admonition} Why\nText.\n:::",
+    ],
+)
+def test_the_check_finds_planted_myst_syntax(planted):
+    nb = load(NOTEBOOKS[0])
+    assert not myst_syntax(nb)
+    nb.cells[0].source += f"\n\n{planted}\n"
+    assert myst_syntax(nb), f"{planted!r} in a markdown cell should be caught"
+
+
+def test_code_and_math_are_not_taken_for_roles():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "The pattern's `\\p{L}` and ``{cite}`x` `` are code; $x_{t}`$ is math; a [link](https://example.org).\n\n"
+        "```python\n{cite}`in_a_fence`\n```"
+    )])
+    assert myst_syntax(nb) == []
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,15 +1,20 @@
 """Write the student edition: every chapter with the exercises' solutions taken out.
 
-    python tools/student_edition.py [--out student]      (what `make student` runs)
+    python tools/student_edition.py [--out student] [--chapters 04,07,A]   (what `make student` runs)
 
 In each chapter, every exercise's solution cell becomes an open answer cell (no Colab form
 view, not hidden, no "Solution" title) that raises `NotImplementedError` naming its exercise
-until the student replaces it, and the solution's discussion is removed. The exercise
-headings and the self-check cells stay as they are, so a student's notebook fails its checks
-until the exercises are done (`tools/grade.py` grades by them).
+until the student replaces it, and the solution's discussion is removed. An exercise that asks
+a question in words (its heading tagged `asks-in-words`) gets a Markdown cell to answer in,
+tagged `written-answer`, after its answer code and before its self-check, where
+`tools/grade.py` collects it. The exercise headings and the self-check cells stay as they are,
+so a student's notebook fails its checks until the exercises are done (the grader grades by
+them).
 
 A solution cell is wholly the solution (tools/course.py), so taking it out needs no markers;
 that is why this is a few lines here rather than nbgrader's marker-based `ClearSolutions`.
+It needs nbformat and nothing else (no torch, no gptcourse), so `make student` can run in a
+small virtual environment.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import ANSWER_TAG, ROOT, answer_stub, exercises, notebook_paths  # noqa: E402
+from course import ANSWER_TAG, ROOT, WRITTEN_STUB, WRITTEN_TAG, answer_stub, exercises, notebook_paths  # noqa: E402
 
 NOTE = (
     "> **Student edition.** The solutions to this chapter's exercises are removed: write your own "
-    "where a cell says `# YOUR CODE HERE`. The check after each exercise fails until your answer is right."
+    "where a cell says `# YOUR CODE HERE`, and answer the questions asked in words where a cell says "
+    "*Your answer:*. The check after each exercise fails until your answer is right."
 )
 
 
@@ -38,22 +44,32 @@ def answer_cell(solution, exercise):
     return cell
 
 
+def written_cell(heading):
+    """The Markdown cell a student answers an exercise's question in words in."""
+    cell = nbformat.v4.new_markdown_cell(WRITTEN_STUB)
+    # Derived from the heading's id, not random: writing the edition twice gives the same files.
+    cell.id = f"{heading.id[:50]}-written"
+    cell.metadata["tags"] = [WRITTEN_TAG]
+    return cell
+
+
 def student_notebook(nb):
     """A copy of the chapter notebook `nb` with its solutions removed and its checks kept."""
     nb = copy.deepcopy(nb)
     replaced, removed = {}, set()
     for ex in exercises(nb):
         for i in ex.solutions:
-            replaced[i] = answer_cell(nb.cells[i], ex)
+            replaced[i] = [answer_cell(nb.cells[i], ex)]
         removed.update(ex.discussions)
-        if not ex.solutions:  # an exercise answered in words: a cell to write them in
-            replaced[ex.heading] = [nb.cells[ex.heading], nbformat.v4.new_markdown_cell("*Your answer:* YOUR ANSWER HERE")]
+        if ex.asks_in_words or not ex.solutions:
+            # Under the last answer cell, where a student writes; an exercise with no code
+            # (answered in words only) has it under its heading.
+            after = max(ex.solutions, default=ex.heading)
+            replaced[after] = replaced.get(after, [nb.cells[after]]) + [written_cell(nb.cells[ex.heading])]
     cells = []
     for i, cell in enumerate(nb.cells):
-        if i in removed:
-            continue
-        new = replaced.get(i, cell)
-        cells += new if isinstance(new, list) else [new]
+        if i not in removed:
+            cells += replaced.get(i, [cell])
     for cell in cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -64,11 +80,30 @@ def student_notebook(nb):
     return nb
 
 
-def write_student_edition(out: Path, root: Path = ROOT) -> list[Path]:
-    """Write every chapter's student notebook into `out`; return their paths."""
+def chapter_key(path: Path) -> str:
+    """How `--chapters` names a notebook: its number (04) or its appendix's letter (A)."""
+    prefix = path.name.split("_")[0]
+    return path.name.split("_")[1].upper() if prefix == "appendix" else prefix
+
+
+def select(paths: list[Path], names: list[str]) -> list[Path]:
+    """The notebooks among `paths` that `names` (04, 4, 07, A, b, ...) pick, in reading order."""
+    keys = {chapter_key(p): p for p in paths}
+    wanted = {n.strip().upper().zfill(2) if n.strip().isdigit() else n.strip().upper() for n in names if n.strip()}
+    unknown = sorted(wanted - keys.keys())
+    if unknown:
+        raise ValueError(f"no chapter {', '.join(unknown)}: the chapters are {', '.join(keys)} (e.g. --chapters 04,07,A)")
+    if not wanted:
+        raise ValueError(f"no chapter named: the chapters are {', '.join(keys)} (e.g. --chapters 04,07,A)")
+    return [p for k, p in keys.items() if k in wanted]
+
+
+def write_student_edition(out: Path, root: Path = ROOT, chapters: list[str] | None = None) -> list[Path]:
+    """Write every chapter's student notebook (or those `chapters` names) into `out`; return their paths."""
+    paths = notebook_paths(root) if chapters is None else select(notebook_paths(root), chapters)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in notebook_paths(root):
+    for path in paths:
         target = out / path.name
         nbformat.write(student_notebook(nbformat.read(path, as_version=4)), target)
         written.append(target)
@@ -77,7 +112,8 @@ def write_student_edition(out: Path, root: Path = ROOT) -> list[Path]:
         "The course's chapters with the exercises' solutions removed. Open a chapter in Jupyter or\n"
         "upload it to Google Colab (File → Upload notebook); its first cell installs the course\n"
         "package, `gptcourse`, when it is missing. Write your answers where a cell says\n"
-        "`# YOUR CODE HERE`: the check after each exercise passes once your answer is right.\n"
+        "`# YOUR CODE HERE`, and answer the questions asked in words where a cell says\n"
+        "*Your answer:*. The check after each exercise passes once your answer is right.\n"
     )
     return written
 
@@ -85,8 +121,17 @@ def write_student_edition(out: Path, root: Path = ROOT) -> list[Path]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "student", help="where to write the notebooks (default: student/)")
+    parser.add_argument(
+        "--chapters",
+        type=lambda text: text.split(","),
+        help="only these chapters, by number or appendix letter, comma-separated: 04,07,A (default: all)",
+    )
     args = parser.parse_args(argv)
-    for path in write_student_edition(args.out):
+    try:
+        written = write_student_edition(args.out, chapters=args.chapters)
+    except ValueError as error:
+        parser.error(f"--chapters: {error}")
+    for path in written:
         print(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
