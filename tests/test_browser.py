@@ -3,7 +3,9 @@ driven by Playwright, on the pages served from _build/html over loopback.
 
 Every page in _toc.yml loads, with its title, its figures and its math rendered; a chapter's
 Colab button opens that chapter's notebook in the repository; solutions stay hidden until
-clicked; pages with widgets carry their state and render them; and nothing is fetched from
+clicked; a chapter's launch menu offers "Open the exercises in Colab", its student edition in
+the repository, and its download menu the student notebook, served by the book; pages with
+widgets carry their state and render them; and nothing is fetched from
 anywhere but loopback, with no failed request and no error in the console. Every page has one
 search box and an icon, holds an 88-character code line without scrolling on a 1280-px
 desktop, and never scrolls sideways on a 390-px phone. `make browser` runs it (make test does,
@@ -111,6 +113,11 @@ def colab_url(docname: str) -> str:
     return f"https://colab.research.google.com/github/{owner_repo}/blob/{repo['branch']}/{docname}.ipynb"
 
 
+def student_colab_url(docname: str) -> str:
+    """The chapter's student edition, student/NN_name.ipynb, in the repository, opened in Colab."""
+    return colab_url(docname).replace("/notebooks/", "/student/")
+
+
 @pytest.fixture(scope="module")
 def site():
     if not (HTML / "index.html").exists():
@@ -195,10 +202,24 @@ def test_page(page, docname):
         page.wait_for_function("Array.from(document.querySelectorAll('main .math')).every(m => m.querySelector('mjx-container'))", timeout=30_000)
         assert page.locator("main mjx-container").count() >= n_math
 
-    # Launch button: a chapter opens in Colab from the repository.
+    # Launch button: a chapter opens in Colab from the repository; beside it, its exercises (the
+    # student edition, committed in student/) do too. The download menu offers the student notebook.
     if (ROOT / f"{docname}.ipynb").exists():
         links = page.eval_on_selector_all("a[href^='https://colab.research.google.com']", "links => links.map(a => a.href)")
-        assert links == [colab_url(docname)]
+        assert links == [colab_url(docname), student_colab_url(docname)]
+        assert (ROOT / "student" / f"{Path(docname).name}.ipynb").is_file(), f"{student_colab_url(docname)} names no file of student/"
+        launch_menu = page.locator(".dropdown-launch-buttons button.dropdown-toggle")
+        exercises_link = page.locator(".dropdown-launch-buttons a.btn-colab-exercises")
+        launch_menu.hover()  # the rocket: the theme opens its launch menu on hover (or a click)
+        exercises_link.wait_for(state="visible", timeout=5_000)
+        assert exercises_link.inner_text().strip() == "Open the exercises in Colab"
+        page.mouse.move(0, 0)
+        exercises_link.wait_for(state="hidden", timeout=5_000)
+        download = page.locator(".dropdown-download-buttons a.btn-download-exercises-button").get_attribute("href")
+        served = page.request.get(urllib.parse.urljoin(page.url, download))
+        assert served.ok, f"the student notebook {download!r} is not served"
+        student = nbformat.reads(served.text(), as_version=4)
+        assert "Student edition" in student.cells[0].source and not any("solution" in c.metadata.get("tags", []) for c in student.cells)
 
     # Solutions: closed until clicked.
     for solution in page.locator(".solution.dropdown").all():

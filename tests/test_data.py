@@ -1,14 +1,29 @@
+import gzip
 import hashlib
 import math
 import os
+import subprocess
+import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
 
 import gptcourse.data as data_module
-from gptcourse.data import CorpusUnavailableError, GPTDataset, create_dataloader, load_corpus, tiny_shakespeare, train_val_split
+from gptcourse.data import (
+    PYTHON_DOCS_SHA256,
+    CorpusUnavailableError,
+    GPTDataset,
+    create_dataloader,
+    load_corpus,
+    python_docs,
+    tiny_shakespeare,
+    train_val_split,
+)
+
+PACKAGED_DOCS = Path(__file__).resolve().parents[1] / "gptcourse" / "assets" / "python_docs"
 
 
 class FakeResponse:
@@ -31,6 +46,67 @@ class FakeResponse:
 def test_offline_corpus_is_english_prose():
     text = load_corpus()
     assert len(text) > 100_000 and "statement" in text
+
+
+def test_python_docs_is_the_packaged_text_with_its_sha256(no_network):
+    text = python_docs()
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == PYTHON_DOCS_SHA256
+    assert len(text) == 465_047 and text.startswith('The "assert" statement') and load_corpus() == text
+    licence = (PACKAGED_DOCS / "LICENSE").read_text()
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in licence and "3.11.7" in licence
+
+
+@pytest.mark.skipif(
+    sys.version_info[:3] != (3, 11, 7),
+    reason="the packaged corpus is Python 3.11.7's pydoc_data.topics, and every other release's differ "
+    f"(3.11.2's already do); this is Python {sys.version.split()[0]}",
+)
+def test_python_docs_is_byte_for_byte_what_python_3_11_7_ships():
+    """The text the book's numbers were computed from before it was packaged: nothing changed."""
+    from pydoc_data.topics import topics
+
+    assert python_docs() == "\n\n".join(topics[name].strip() for name in sorted(topics))
+
+
+def test_python_docs_is_the_same_text_on_another_python():
+    """The system's own Python, if it is another release, reads the same bytes from the package."""
+    other = Path("/usr/bin/python3")
+    if not other.exists():
+        pytest.skip("no /usr/bin/python3 to compare with")
+    code = (
+        "import gzip, hashlib, sys\n"
+        f"data = gzip.decompress(open({str(PACKAGED_DOCS / 'python_docs.txt.gz')!r}, 'rb').read())\n"
+        "from pydoc_data.topics import topics\n"
+        "own = '\\n\\n'.join(topics[n].strip() for n in sorted(topics)).encode()\n"
+        "print(sys.version.split()[0], hashlib.sha256(data).hexdigest(), own == data)\n"
+    )
+    version, sha, same_as_own = subprocess.run([str(other), "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert sha == PYTHON_DOCS_SHA256
+    if version != "3.11.7":
+        assert same_as_own == "False"  # why the corpus is packaged: that Python's own topics differ
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", r"The python_docs corpus is missing from gptcourse .*pip uninstall -y gptcourse.*git checkout -- gptcourse/assets/python_docs/"),
+        ("truncated", r"The python_docs corpus in gptcourse \(.*\) is damaged: it is not the text whose sha256 is d9dc35bce5ab"),
+        ("not gzip", "is damaged"),
+        ("edited and recompressed", "is damaged"),
+    ],
+)
+def test_a_damaged_python_docs_says_how_to_repair_it(damage, message, tmp_path, monkeypatch):
+    packed = (PACKAGED_DOCS / "python_docs.txt.gz").read_bytes()
+    path = tmp_path / "python_docs.txt.gz"
+    if damage == "truncated":
+        path.write_bytes(packed[: len(packed) // 2])
+    elif damage == "not gzip":
+        path.write_bytes(gzip.decompress(packed))
+    elif damage == "edited and recompressed":  # a valid gzip file: only the sha256 can tell
+        path.write_bytes(gzip.compress(gzip.decompress(packed).replace(b"statement", b"sentence", 1)))
+    monkeypatch.setattr(data_module, "_python_docs_file", lambda: path)
+    with pytest.raises(CorpusUnavailableError, match=message):
+        load_corpus("python_docs")
 
 
 def test_unknown_corpus():

@@ -20,7 +20,8 @@ from student_edition import student_notebook  # noqa: E402
 
 GRADE = [sys.executable, str(ROOT / "tools" / "grade.py")]
 SOLUTION = {"cellView": "form", "jupyter": {"source_hidden": True}, "tags": ["solution"]}
-HEADER = "notebook,exercise,status,detail"
+HEADER = "student,chapter,notebook,exercise,status,points,possible,detail,written"
+HANG_MARK = 900000 + os.getpid() % 99999  # `sleep HANG_MARK`: this run's hanging child, nobody else's
 
 
 def code(source, **metadata):
@@ -89,24 +90,24 @@ def submissions(release, tmp_path):
     removed = copy.deepcopy(solved)
     del removed.cells[where(removed, "1.2").checks[0]]
     added = insert(solved, where(solved, "1.3").checks[0] + 1, code('print("✓ Exercise 1.3")', tags=["self-check"]))
-    pids = tmp_path / "hang.pids"  # an absolute path: the kernel can write it, wherever it runs
     hang = (
-        "import os, signal, subprocess, time\n"
-        "child = subprocess.Popen(['sleep', '1000'])\n"
-        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "import signal, time, psutil\n"
+        f"get_ipython().system_raw('sleep {HANG_MARK} &')  # a child, found by its unusual argument\n"
+        "time.sleep(0.5)\n"
+        f"assert any(p.info['cmdline'] == ['sleep', '{HANG_MARK}'] for p in psutil.process_iter(['cmdline']))  # else 1.2 passes\n"
         "signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt does not stop it\n"
         "time.sleep(10**6)"
     )
     hangs = insert(solved, where(solved, "1.2").heading, code(hang))
     dies = insert(solved, where(solved, "1.2").heading, code("import os\nos._exit(1)"))
     writes = insert(solved, 1, code('open("scratch.txt", "w").write("dave was here")'))
-    isolated = answered(release, {"1.1": 'import os\ndouble = 2 * x if os.path.exists("01_fixture.ipynb") and not os.path.exists("scratch.txt") else 0'})
+    isolated = answered(release, {"1.1": 'import os\ndouble = 2 * x if "01_fixture" in str(os.listdir()) and not os.path.exists("scratch.txt") else 0'})
     unnamed = copy.deepcopy(solved)  # no chapter in its name, but its metadata says which
     return {
         "alice/01_fixture.ipynb": (solved, {"pass"}),
-        "bob/01_fixture.ipynb": (student, {"fail"}),
-        "01_fixture-silenced.ipynb": (silenced, {"fail"}),
-        "01_fixture-edited.ipynb": (edited, {"1.1": "tampered", "1.2": "fail", "1.3": "fail"}),
+        "bob/01_fixture.ipynb": (student, {"not attempted"}),
+        "01_fixture-silenced.ipynb": (silenced, {"tampered"}),
+        "01_fixture-edited.ipynb": (edited, {"1.1": "tampered", "1.2": "not attempted", "1.3": "not attempted"}),
         "01_fixture-removed.ipynb": (removed, {"1.1": "pass", "1.2": "tampered", "1.3": "pass"}),
         "01_fixture-added.ipynb": (added, {"1.1": "pass", "1.2": "pass", "1.3": "tampered"}),
         "01_fixture-hangs.ipynb": (hangs, {"1.1": "pass", "1.2": "timeout", "1.3": "timeout"}),
@@ -114,7 +115,7 @@ def submissions(release, tmp_path):
         "01_fixture-garbled.ipynb": ("{ this is not JSON", {"error"}),
         "essay.ipynb": ("not JSON, and no chapter in the name", {"error"}),
         "dave/01_fixture.ipynb": (writes, {"pass"}),
-        "erin/01_fixture.ipynb": (isolated, {"1.1": "pass", "1.2": "fail", "1.3": "fail"}),
+        "erin/01_fixture.ipynb": (isolated, {"1.1": "pass", "1.2": "not attempted", "1.3": "not attempted"}),
         "mywork.ipynb": (unnamed, {"pass"}),
     }
 
@@ -137,13 +138,27 @@ def graded(tmp_path_factory):
             nbformat.write(content, path)
         paths.append(str(path))
     grades = tmp_path / "grades.csv"
-    cmd = [*GRADE, *paths, "--release", str(release), "--timeout", "12", "--csv", str(grades)]
+    reports = ["--summary", str(tmp_path / "summary.csv"), "--feedback", str(tmp_path / "feedback")]
+    # Two at a time: the CSV must still list the submissions in the order given (checked below).
+    cmd = [*GRADE, *paths, "--release", str(release), "--timeout", "12", "--csv", str(grades), "--jobs", "2", *reports]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = {}
     for row in csv.DictReader(grades.open(encoding="utf-8")):
         rows.setdefault(Path(row["notebook"]).relative_to(tmp_path / "subs").as_posix(), []).append(row)
     return grades.read_text(encoding="utf-8"), rows, subs, done.stdout, tmp_path
+
+
+def test_jobs_keep_the_order_and_the_reports_are_written(graded):
+    text, rows, subs, stdout, tmp_path = graded
+    order = [Path(r["notebook"]).relative_to(tmp_path / "subs").as_posix() for r in csv.DictReader(text.splitlines())]
+    assert list(dict.fromkeys(order)) == list(subs), "with --jobs 2 the CSV lost the order the submissions were given in"
+    summary = {(r["student"], r["chapter"]): r for r in csv.DictReader((tmp_path / "summary.csv").open(encoding="utf-8"))}
+    assert (summary[("alice", "01_fixture")]["passed"], summary[("alice", "01_fixture")]["checked"]) == ("3", "3")
+    assert summary[("bob", "01_fixture")]["passed"] == "0"
+    alice = (tmp_path / "feedback" / "alice.md").read_text(encoding="utf-8")
+    bob = (tmp_path / "feedback" / "bob.md").read_text(encoding="utf-8")
+    assert "Exercise 1.1" in alice and "not attempted" in bob
 
 
 def test_every_submission_gets_the_status_it_earned(graded):
@@ -158,15 +173,19 @@ def test_every_submission_gets_the_status_it_earned(graded):
         assert list(got) == ["Exercise 1.1", "Exercise 1.2", "Exercise 1.3"], f"{name}: {got}"
         want = {f"Exercise {n}": s for n, s in expected.items()} if len(expected) == 3 else dict.fromkeys(got, next(iter(expected)))
         assert got == want, f"{name}: {rows[name]}"
-    assert "✓ Exercise 1.1" in stdout and "✗ Exercise 1.2 (AssertionError: square is x squared)" in stdout
+    assert "✓ Exercise 1.1" in stdout and "○ Exercise 1.1 not attempted (the answer cell still holds the stub" in stdout
+    assert "✗ Exercise 1.2 tampered (it reaches round the grader" in stdout
 
 
 def test_no_false_pass_and_details_say_why(graded):
     _, rows, _, _, _ = graded
     by = {name: {r["exercise"]: r for r in rs} for name, rs in rows.items()}
     assert not any(r["status"] == "pass" for r in rows["01_fixture-silenced.ipynb"]), "hidden tracebacks made a wrong answer pass"
-    assert by["01_fixture-silenced.ipynb"]["Exercise 1.1"]["detail"] == "AssertionError: double is twice x"
-    assert by["bob/01_fixture.ipynb"]["Exercise 1.1"]["detail"] == "NameError: name 'double' is not defined"
+    silenced = by["01_fixture-silenced.ipynb"]["Exercise 1.1"]["detail"]
+    assert "cell 2: IPython's traceback display, an IPython event hook, sys.excepthook" in silenced, silenced
+    assert silenced.endswith("the released check failed (AssertionError: double is twice x)"), silenced
+    bob = by["bob/01_fixture.ipynb"]["Exercise 1.1"]["detail"]
+    assert bob == "the answer cell still holds the stub; its check failed (NameError: name 'double' is not defined)", bob
     edited = by["01_fixture-edited.ipynb"]["Exercise 1.1"]["detail"]
     assert "edited" in edited and "released check failed (AssertionError: double is twice x)" in edited
     assert "removed" in by["01_fixture-removed.ipynb"]["Exercise 1.2"]["detail"]
@@ -178,10 +197,15 @@ def test_no_false_pass_and_details_say_why(graded):
 
 
 def test_a_hanging_kernel_and_its_children_are_killed(graded):
-    *_, tmp_path = graded
-    for pid in map(int, (tmp_path / "hang.pids").read_text().split()):
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    mark = f"sleep {HANG_MARK}".encode()
+    left = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cmdline").read_bytes().replace(b"\0", b" ").strip() == mark:
+                left.append(proc.name)
+        except OSError:
+            continue  # gone meanwhile
+    assert not left, f"the hanging notebook's child outlived its grading: {left}"
 
 
 def test_each_submission_runs_in_its_own_directory(graded):

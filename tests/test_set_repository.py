@@ -118,3 +118,16 @@ def test_a_bad_address_is_refused_and_nothing_changes(tmp_path, capsys, url, pro
 def test_make_repository_needs_a_url():
     done = subprocess.run(["make", "-s", "repository"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode != 0 and "make repository URL=https://github.com/OWNER/NAME" in done.stderr
+
+
+def test_the_student_edition_follows(copy, tmp_path):
+    """student/ is committed, and its install cells name the repository too: rewritten, it is what
+    the student edition tool writes from the rewritten chapters."""
+    tool = [sys.executable, str(copy / "tools" / "student_edition.py")]
+    subprocess.run([*tool, "--out", str(copy / "student")], check=True, capture_output=True)
+    assert set_to(copy, NEW, "--branch", NEW_BRANCH).returncode == 0
+    subprocess.run([*tool, "--out", str(tmp_path / "fresh")], check=True, capture_output=True)
+    assert snapshot(copy / "student") == snapshot(tmp_path / "fresh")
+    for path in sorted((copy / "student").glob("*.ipynb")):
+        install = next(c for c in nbformat.read(path, 4).cells if "colab-install" in c.metadata.get("tags", []))
+        assert f'"gptcourse @ git+{NEW}@{NEW_BRANCH}"' in install.source, path.name

@@ -1,22 +1,22 @@
 import collections
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import regex
 import tiktoken
+import tiktoken.load
+import tiktoken.registry
+from tiktoken_ext import openai_public
 
+import gptcourse.tokenizer as tokenizer_module
 from gptcourse.data import load_corpus
-from gptcourse.tokenizer import (
-    _GPT2_FILES,
-    _cache_path,
-    encode,
-    get_tokenizer,
-    gpt2_ranks,
-    install_offline_gpt2,
-    train_bpe,
-)
+from gptcourse.tokenizer import _GPT2_FILES, TokenizerDataError, encode, get_tokenizer, gpt2_ranks, train_bpe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,38 +42,130 @@ def test_encode_wants_text():
         encode([15496, 11])
 
 
-def test_plain_tiktoken_works_offline_in_a_fresh_cache(tmp_path, run_python):
-    # A new process, an empty tiktoken cache, and no network: importing gptcourse is enough.
-    code = "import gptcourse, tiktoken\nprint(tiktoken.get_encoding('gpt2').encode('Hello, world!'))\n"
-    out = run_python(code, env={"TIKTOKEN_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, network=False)
+PACKAGED = ROOT / "gptcourse" / "assets" / "gpt2"
+HELLO = "import gptcourse, tiktoken\nprint(tiktoken.get_encoding('gpt2').encode('Hello, world!'))\n"
+
+
+@pytest.fixture
+def fresh_gpt2(monkeypatch):
+    """This process as if GPT-2 had never been built: no cached ranks, no "gpt2" in tiktoken's
+    registry (both put back afterwards), and tiktoken's cache and network reader raise if used."""
+
+    def used(*args, **kwargs):
+        raise AssertionError(f"tiktoken's cache or downloader was used: {args}")
+
+    tokenizer_module._packaged_ranks.cache_clear()
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "gpt2", raising=False)
+    monkeypatch.setattr(tiktoken.load, "read_file_cached", used)
+    monkeypatch.setattr(tiktoken.load, "read_file", used)
+    yield
+    tokenizer_module._packaged_ranks.cache_clear()
+
+
+def test_the_packaged_files_have_tiktokens_sha256():
+    for name, (_, expected) in _GPT2_FILES.items():
+        assert hashlib.sha256((PACKAGED / name).read_bytes()).hexdigest() == expected, name
+    licence = (PACKAGED / "LICENSE").read_text()
+    assert "Modified MIT License" in licence and "Copyright (c) 2019 OpenAI" in licence
+
+
+def test_the_encoding_is_what_tiktokens_own_gpt2_constructor_builds(monkeypatch):
+    """tiktoken's constructor, run with its file reader replaced: the same URLs and hashes as ours,
+    and the same pattern, special tokens and size as the encoding built from the packaged files."""
+    asked = []
+
+    def read_packaged(vocab_bpe_file, encoder_json_file, vocab_bpe_hash, encoder_json_hash):
+        asked.extend([(vocab_bpe_file, vocab_bpe_hash), (encoder_json_file, encoder_json_hash)])
+        return gpt2_ranks()
+
+    monkeypatch.setattr(openai_public, "data_gym_to_mergeable_bpe_ranks", read_packaged)
+    theirs = openai_public.gpt2()
+    assert asked == list(_GPT2_FILES.values())
+    ours = tokenizer_module._gpt2_constructor()
+    assert {k: v for k, v in ours.items() if k != "mergeable_ranks"} == {k: v for k, v in theirs.items() if k != "mergeable_ranks"}
+
+
+def test_the_ranks_are_what_tiktokens_own_reader_makes_of_the_files(monkeypatch):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # tiktoken's switch: read the paths given, cache nothing
+    (_, bpe_hash), (_, json_hash) = _GPT2_FILES.values()
+    theirs = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(PACKAGED / "vocab.bpe"), str(PACKAGED / "encoder.json"), bpe_hash, json_hash)
+    assert gpt2_ranks() == theirs and len(theirs) == 50256
+
+
+def test_gpt2_is_built_without_tiktokens_cache_or_network(fresh_gpt2, no_network):
+    tok = get_tokenizer()
+    assert tok is tiktoken.get_encoding("gpt2") and tok.encode("Hello, world!") == [15496, 11, 995, 0]
+
+
+def test_without_tiktokens_registry_gpt2_is_built_all_the_same(fresh_gpt2, monkeypatch, no_network):
+    """Should a tiktoken release drop the registry this relies on, get_tokenizer() builds GPT-2 itself."""
+    monkeypatch.delattr(tiktoken.registry, "ENCODING_CONSTRUCTORS")
+    tokenizer_module._own_gpt2.cache_clear()
+    assert not tokenizer_module.install_offline_gpt2()
+    tok = get_tokenizer()
+    assert tok.name == "gpt2" and tok.encode("Hello, world! <|endoftext|>", allowed_special="all") == [15496, 11, 995, 0, 220, 50256]
+    tokenizer_module._own_gpt2.cache_clear()
+
+
+def test_plain_tiktoken_works_offline_with_an_unwritable_cache(tmp_path, run_python):
+    """A fresh process, no network, and a cache directory that cannot be created (its parent is a
+    file: unwritable even for root): importing gptcourse is enough, and nothing is written."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run_python(HELLO, env={"TIKTOKEN_CACHE_DIR": str(blocker / "cache"), "PATH": "/usr/bin:/bin"}, network=False)
     assert out.stdout.strip() == "[15496, 11, 995, 0]"
+    assert os.listdir(tmp_path) == ["a-file"]
 
 
-def cached_files(cache_dir):
-    return {name: _cache_path(str(cache_dir), url) for name, (url, _) in _GPT2_FILES.items()}
-
-
-@pytest.mark.parametrize("damage", ["truncated", "edited", "empty"])
-def test_a_corrupted_cache_file_is_replaced_offline(tmp_path, monkeypatch, no_network, damage):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    assert install_offline_gpt2()
-    path = cached_files(tmp_path)["encoder.json"]
-    data = path.read_bytes()
-    path.write_bytes({"truncated": data[: len(data) // 2], "edited": data.replace(b'"Hello"', b'"Jello"'), "empty": b""}[damage])
-    get_tokenizer()  # checks the files before tiktoken could read them
-    for name, cached in cached_files(tmp_path).items():
-        assert hashlib.sha256(cached.read_bytes()).hexdigest() == _GPT2_FILES[name][1], name
-    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in cached_files(tmp_path).values())  # no temporary left
-
-
-def test_a_fresh_process_builds_gpt2_from_a_corrupted_cache_offline(tmp_path, run_python):
-    """tiktoken alone would delete the bad file and try to download it: here it never sees it."""
-    env = {"TIKTOKEN_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    run_python("import gptcourse", env=env)
-    path = cached_files(tmp_path)["vocab.bpe"]
-    path.write_bytes(path.read_bytes()[:1000])
-    out = run_python("import gptcourse, tiktoken\nprint(tiktoken.get_encoding('gpt2').encode('Hello, world!'))\n", env=env, network=False)
+def test_a_damaged_tiktoken_cache_is_never_read(tmp_path, run_python):
+    """tiktoken alone would find a bad file under its cache key, delete it and download again."""
+    for url, _ in _GPT2_FILES.values():
+        (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"damaged")
+    out = run_python(HELLO, env={"TIKTOKEN_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}, network=False)
     assert out.stdout.strip() == "[15496, 11, 995, 0]"
+    assert [p.read_bytes() for p in tmp_path.iterdir()] == [b"damaged", b"damaged"]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated", r"GPT-2's encoder.json in gptcourse \(.*\) is damaged: its sha256 is .*, tiktoken expects 196139668be6"),
+        ("edited", "encoder.json in gptcourse .* is damaged"),
+        ("missing", r"GPT-2's encoder.json is missing from gptcourse .*pip uninstall -y gptcourse.*git checkout -- gptcourse/assets/gpt2/"),
+    ],
+)
+def test_a_damaged_packaged_file_says_how_to_repair_it(damage, message, tmp_path, monkeypatch, fresh_gpt2):
+    for name in _GPT2_FILES:
+        (tmp_path / name).write_bytes((PACKAGED / name).read_bytes())
+    path = tmp_path / "encoder.json"
+    if damage == "missing":
+        path.unlink()
+    else:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if damage == "truncated" else data.replace(b'"Hello"', b'"Jello"'))
+    monkeypatch.setattr(tokenizer_module, "_asset", lambda name: tmp_path / name)
+    for build in (get_tokenizer, gpt2_ranks, lambda: tiktoken.get_encoding("gpt2")):
+        with pytest.raises(TokenizerDataError, match=message):
+            build()
+
+
+def test_the_wheel_carries_the_packaged_files(tmp_path):
+    """Built from a copy of the package (nothing written in the repository), the wheel holds every
+    file under gptcourse/assets, byte for byte."""
+    pytest.importorskip("setuptools", minversion="77", reason="pyproject.toml's build-system needs setuptools>=77 (built here without a network)")
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "gptcourse", source / "gptcourse", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, source / name)
+    build = f"from setuptools import build_meta\nprint(build_meta.build_wheel({str(tmp_path)!r}))"
+    result = subprocess.run([sys.executable, "-c", build], cwd=source, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(tmp_path / result.stdout.strip().splitlines()[-1]) as wheel:
+        packed = {name: wheel.read(name) for name in wheel.namelist() if name.startswith("gptcourse/assets/")}
+    assets = ROOT / "gptcourse" / "assets"
+    expected = {f"gptcourse/assets/{p.relative_to(assets).as_posix()}": p.read_bytes() for p in assets.rglob("*") if p.is_file()}
+    assert len(expected) == 5 and packed == expected
 
 
 def test_gpt2_ranks_are_tiktokens_merges_offline(no_network):

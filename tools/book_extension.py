@@ -24,6 +24,13 @@
    (and on those, before RequireJS, so they fail with "define is not defined"). `_config.yml`
    turns that off (`nb_ipywidgets_js: {}`); here local copies, fetched from the npm registry by
    `make setup`, are added to the pages that show widgets, and to no other.
+
+4. The exercises one click away. Beside the theme's launch button for Colab (which opens the
+   chapter as it is, solutions included), every chapter's launch dropdown gets "Open the
+   exercises in Colab": the chapter's student edition, `student/NN_name.ipynb`, committed to the
+   repository (`make student`) so Colab opens it straight from GitHub, at the repository and
+   branch `_config.yml` names (`make repository`, `make release`). Its download dropdown gets the
+   same notebook, copied into the built site. A chapter with no student notebook fails the build.
 """
 
 from __future__ import annotations
@@ -39,9 +46,12 @@ from sphinx.util.fileutil import copy_asset
 from sphinx_exercise.nodes import exercise_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course import Chapter, discussion_text, exercises, read_chapters, solution_code  # noqa: E402
+from course import Chapter, discussion_text, exercises, notebook_paths, read_chapters, solution_code  # noqa: E402
 
 PLACEHOLDER = "```{course-chapters}\n```"
+# The student edition's folder, in the repository and in the built site (tools/student_edition.py --out).
+STUDENT_DIR = "student"
+STUDENT_LINK = "Open the exercises in Colab"
 # Where `make setup` puts RequireJS and @jupyter-widgets/html-manager's dist/ (see the Makefile).
 WIDGETS_JS = Path(sys.prefix) / "share" / "build-a-gpt" / "widgets"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -68,6 +78,12 @@ def colab_url(repository_url: str, branch: str, chapter: Chapter) -> str:
     return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{chapter.docname}.ipynb"
 
 
+def student_colab_url(repository_url: str, branch: str, notebook: str) -> str:
+    """Where "Open the exercises in Colab" opens a chapter: its student edition in the repository."""
+    repo = repository_url.removeprefix("https://github.com/").strip("/")
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/{STUDENT_DIR}/{notebook}"
+
+
 def chapters_markdown(chapters: list[Chapter], repository_url: str, branch: str = "main") -> str:
     """The guide's tables: an overview, then each chapter in detail."""
     lines = [
@@ -78,7 +94,11 @@ def chapters_markdown(chapters: list[Chapter], repository_url: str, branch: str 
         lines.append(f"| {{doc}}`{cell(ch.heading)} </{ch.docname}>` | {cell(ch.runtime['cpu'])} | {cell(ch.runtime['t4'])} | {'a GPU' if ch.gpu else 'a CPU'} | {len(ch.exercises)} |")
     for ch in chapters:
         lines += ["", f"### {ch.heading}", ""]
-        lines += [f"{{doc}}`Read it </{ch.docname}>` · [open it in Colab]({colab_url(repository_url, branch, ch)}) · `{ch.path.name}`", ""]
+        lines += [
+            f"{{doc}}`Read it </{ch.docname}>` · [open it in Colab]({colab_url(repository_url, branch, ch)})"
+            f" · [its exercises in Colab]({student_colab_url(repository_url, branch, ch.path.name)}) · `{ch.path.name}`",
+            "",
+        ]
         lines += ["**Learning objectives.** After the chapter, students can:", ""]
         lines += [f"- {item}" for item in ch.objectives]
         lines += ["", "**Prerequisites.**", ""]
@@ -196,10 +216,59 @@ def copy_widget_scripts(app, exception) -> None:
         copy_asset(str(WIDGETS_JS), str(Path(app.outdir) / "_static" / "widgets"))
 
 
+def chapter_notebook(app, pagename: str) -> str | None:
+    """The notebook's file name (04_multihead.ipynb) when `pagename` is a chapter of the course, else None."""
+    chapters = {f"notebooks/{path.name.removesuffix('.ipynb')}": path.name for path in notebook_paths(Path(app.srcdir))}
+    return chapters.get(pagename)
+
+
+def add_student_links(app, pagename, templatename, context, doctree) -> None:
+    """On a chapter's page: "Open the exercises in Colab" in the launch dropdown, the student notebook in the download one."""
+    notebook = chapter_notebook(app, pagename)
+    if notebook is None:
+        return
+    if not (Path(app.srcdir) / STUDENT_DIR / notebook).is_file():
+        raise ExtensionError(f"{pagename}: {STUDENT_DIR}/{notebook} is missing, so its exercises cannot be opened: run `make student` and commit {STUDENT_DIR}/")
+    groups = {button.get("label"): button for button in context.get("header_buttons", []) if button.get("type") == "group"}
+    if "launch-buttons" not in groups:
+        raise ExtensionError(f"{pagename}: the theme made no launch dropdown to add {STUDENT_LINK!r} to (sphinx-book-theme changed?)")
+    options = app.config.html_theme_options
+    url = student_colab_url(options.get("repository_url", ""), options.get("repository_branch", "main"), notebook)
+    groups["launch-buttons"]["buttons"].append(
+        {"type": "link", "text": STUDENT_LINK, "tooltip": STUDENT_LINK, "icon": "_static/images/logo_colab.png", "url": url, "label": "colab-exercises"}
+    )
+    if "download-buttons" in groups:  # (the theme has one unless use_download_button is off)
+        groups["download-buttons"]["buttons"].insert(
+            1,  # after the chapter's own .ipynb
+            {
+                "type": "link",
+                "text": ".ipynb (exercises)",
+                "tooltip": "Download the exercises: the student edition",
+                "icon": "fas fa-code",
+                "url": context["pathto"](f"{STUDENT_DIR}/{notebook}", 1),
+                "label": "download-exercises-button",
+            },
+        )
+
+
+def copy_student_edition(app, exception) -> None:
+    """The student notebooks into the built site, for the download buttons."""
+    if exception is None and app.builder.format == "html":
+        for path in notebook_paths(Path(app.srcdir)):
+            source = Path(app.srcdir) / STUDENT_DIR / path.name
+            if source.is_file():  # (add_student_links has failed the build on a missing one)
+                target = Path(app.outdir) / STUDENT_DIR / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read_bytes())
+
+
 def setup(app):
     app.connect("source-read", fill_in_guide)
     app.connect("source-read", style_exercises)
     app.connect("doctree-resolved", number_exercise_titles)
     app.connect("html-page-context", add_widget_scripts)
     app.connect("build-finished", copy_widget_scripts)
+    # After the theme's launch and download buttons (sphinx-book-theme adds them at priority 501).
+    app.connect("html-page-context", add_student_links, priority=502)
+    app.connect("build-finished", copy_student_edition)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

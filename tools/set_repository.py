@@ -6,9 +6,11 @@
 The current address is _config.yml's `repository.url` (the book's launch buttons and repository
 button derive from it). Every file of the repository that holds it is rewritten: _config.yml,
 each notebook's install cell (`gptcourse @ git+URL@BRANCH`; through nbformat, so cell ids and
-metadata are kept), README.md, the `git clone URL` / `cd NAME` lines of book/setup.md, and any
-other text file that names it. With --branch, the branch is changed too. Running it again with
-the same address changes nothing.
+metadata are kept), the student edition's notebooks in student/ (committed, so that Colab opens
+them from the repository: their install cells follow too), README.md, the `git clone URL` /
+`cd NAME` lines of book/setup.md, and any other text file that names it. With --branch, the
+branch is changed too (`make release` sets it to the release's tag). Running it again with the
+same address changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = "https://github.com/you/build-a-gpt"
 TEXT_SUFFIXES = {".md", ".yml", ".yaml", ".toml", ".txt", ".py", ".cfg", ".ini", ".html", ".rst", ".bib"}
-SKIP_DIRS = {".git", ".venv", "_build", "student", "node_modules", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".ruff_cache"}
+# Build outputs and environments. Not student/: it is committed, and points at the repository too.
+SKIP_DIRS = {".git", ".venv", ".venv-tools", "_build", "node_modules", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".ruff_cache"}
 URL = re.compile(r"https://github\.com/(?P<owner>[A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/(?P<name>[A-Za-z0-9._-]+)")
 BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
 
