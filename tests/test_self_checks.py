@@ -4,6 +4,7 @@
 make and code that makes it. Each notebook is handed to `tools/grade.py` as a submission whose
 solution cells hold those wrong answers: every one of them must be graded `fail` (its released
 self-check raised), never `pass`, and not `error` or `timeout` (which would prove nothing).
+And each chapter as released, solutions in place, is graded `pass` on every exercise.
 """
 
 from __future__ import annotations
@@ -72,3 +73,19 @@ def test_each_self_check_fails_on_its_wrong_answer(notebook, tmp_path):
     for number, (mistake, _) in answers.items():
         row = status[f"Exercise {number}"]
         assert row["status"] == "fail", f"Exercise {number}, {mistake!r}: graded {row['status']} ({row['detail']})"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_chapter_s_own_solutions_pass(notebook, tmp_path):
+    """The other half: the grader's walls (a checker process, the variables pickled over) must not
+    fail a right answer. Chapter 8's variables once failed to load, and Exercise A.5's check
+    could not read the function's source there: every exercise was graded fail on its solution."""
+    if not any(e.checks for e in exercises(nbformat.read(notebook, as_version=4))):
+        pytest.skip(f"{notebook.name} has no exercise with a self-check")
+    grades = tmp_path / "grades.csv"
+    command = [sys.executable, str(ROOT / "tools" / "grade.py"), str(notebook), "--csv", str(grades)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader(grades.open(encoding="utf-8")))
+    assert rows and all(r["status"] == "pass" for r in rows), [(r["exercise"], r["status"], r["detail"]) for r in rows if r["status"] != "pass"]

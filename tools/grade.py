@@ -192,11 +192,13 @@ class Walls:
         compileall.compile_dir(self.root, quiet=2)  # compiled once here: the copy is read-only to the kernels
         self.read = [*grade_sandbox.SYSTEM_READ, *grade_sandbox.python_dirs(), str(self.root)]
         self.abi = grade_sandbox.landlock_abi()
+        self.tcp = False  # set per submission, in its worker: the chapter's `course.local_network`
 
     def command(self, base: Path, command: list[str], ports=()) -> list[str]:
         """`command` confined: read the system, Python and the copy; write `base` only."""
         write = [str(base), *grade_sandbox.DEVICES_WRITE]
-        return [sys.executable, str(TOOLS / "grade_sandbox.py"), "--read", *self.read, "--write", *write, "--bind", *map(str, ports), "--", *command]
+        tcp = ["--tcp"] if self.tcp else []
+        return [sys.executable, str(TOOLS / "grade_sandbox.py"), "--read", *self.read, "--write", *write, "--bind", *map(str, ports), *tcp, "--", *command]
 
     def close(self):
         shutil.rmtree(self.root, ignore_errors=True)
@@ -436,6 +438,9 @@ def grade(path: Path, released: dict[str, Path], timeout: float, walls: Walls) -
         hint = f"cannot tell which chapter this is: name the file after its chapter, as in {example}"
         return [notebook_row(path, "error", f"{problem}; {hint}" if problem else hint)]
     chapter_nb = nbformat.read(chapter, as_version=4)
+    # A chapter whose processes talk over TCP on this machine (appendix A: torchrun, gloo) says
+    # so in its metadata; its submissions may then use TCP (files and signals stay walled in).
+    walls.tcp = bool(chapter_nb.metadata.get("course", {}).get("local_network", False))
     checks = {ex.number: [chapter_nb.cells[i].source for i in ex.checks] for ex in exercises(chapter_nb) if ex.checks}
     if nb is None:
         return rows_for(path, chapter, chapter_nb, None, {n: ("error", problem) for n in checks})

@@ -29,9 +29,28 @@ import select
 import signal
 import sys
 import time
+import types
 
 # IPython's own names in a kernel's namespace: history, output cache, helpers. Not the student's.
 IPYTHON_NAMES = re.compile(r"\A(?:In|Out|get_ipython|exit|quit|_+|_[iI]+\d*|_\d+|_oh|_ih|_dh|__\w+__)\Z")
+
+
+def _rebuildable(value) -> bool:
+    """False for a class or function whose module, loaded, does not hold it where it says.
+
+    cloudpickle rebuilds such an object from its contents, which works for Python code (the
+    notebook's own, or a function defined inside another) but not for a compiled class that
+    gives a wrong module (safetensors' `safe_open` says `builtins`).
+    """
+    if not isinstance(value, type | types.FunctionType):  # builtins pickle through their owner
+        return True
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", "")
+    if module in (None, "__main__") or module not in sys.modules or "<locals>" in qualname:
+        return True  # rebuilt from its code, as cloudpickle means to
+    found = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is value
 
 
 def export(namespace: dict, path: str, token: str) -> None:
@@ -42,6 +61,11 @@ def export(namespace: dict, path: str, token: str) -> None:
 
     names = {k: v for k, v in namespace.items() if not IPYTHON_NAMES.match(k)}
     skipped: list[str] = []
+    # A class or function that its module does not name (safetensors' `safe_open`, chapter 8)
+    # would be pickled by value, and cannot be rebuilt in the checker: one such name must not
+    # cost every check the notebook's variables. Skipped, as what cannot be pickled is.
+    skipped += [name for name, value in names.items() if not _rebuildable(value)]
+    names = {name: value for name, value in names.items() if name not in skipped}
     try:  # all at once: objects shared between names (a model and its optimizer) stay shared
         blob = cloudpickle.dumps(names)
     except Exception:
@@ -58,8 +82,18 @@ def export(namespace: dict, path: str, token: str) -> None:
         rng["torch"] = sys.modules["torch"].get_rng_state()
     if "numpy" in sys.modules:
         rng["numpy"] = sys.modules["numpy"].random.get_state()
+    # The source of the notebook's cells, as IPython keeps it for its tracebacks (in linecache,
+    # with no file on disk): a check that reads a function's source (inspect.getsource,
+    # Exercise A.5) finds it in the checker too.
+    import linecache
+
+    # cloudpickle writes every function's file as "<dynamic-code>" (deterministic pickles), so the
+    # file each of the notebook's functions came from goes along, to be put back.
+    lines = {name: entry for name, entry in linecache.cache.items() if isinstance(entry, tuple) and len(entry) == 4 and entry[1] is None}
+    files = {name: v.__code__.co_filename for name, v in names.items() if isinstance(v, types.FunctionType) and v.__module__ == "__main__"}
     with open(path, "wb") as f:
-        pickle.dump({"token": token, "names": blob, "skipped": sorted(skipped), "rng": cloudpickle.dumps(rng)}, f)
+        saved = {"token": token, "names": blob, "skipped": sorted(skipped), "rng": cloudpickle.dumps(rng), "lines": lines, "files": files}
+        pickle.dump(saved, f)
 
 
 # Outside gptcourse and builtins, only what checks compare with: torch and its friends change
@@ -140,13 +174,22 @@ def check(path: str, token: str, source: str, watched: list, before: dict) -> di
         sys.modules["torch"].set_rng_state(rng["torch"])
     if "numpy" in rng and "numpy" in sys.modules:
         sys.modules["numpy"].random.set_state(rng["numpy"])
+    import linecache
+
+    lines = saved.get("lines")
+    if isinstance(lines, dict):
+        linecache.cache.update({k: v for k, v in lines.items() if isinstance(k, str) and isinstance(v, tuple) and len(v) == 4})
+    for name, filename in (saved.get("files") or {}).items():
+        function = namespace.get(name)
+        if isinstance(function, types.FunctionType) and isinstance(filename, str):
+            function.__code__ = function.__code__.replace(co_filename=filename)
     namespace.update(__name__="__main__", __builtins__=builtins)
     try:
         exec(compile(source, "<self-check>", "exec"), namespace)
     except BaseException as e:  # SystemExit and KeyboardInterrupt fail a check too
         detail = one_line(f"{type(e).__name__}: {e}".rstrip(": ")) or "the check raised an error"
         if isinstance(e, NameError) and getattr(e, "name", None) in saved["skipped"]:
-            detail += f" (the grader could not hand `{e.name}` over from the notebook: it cannot be pickled)"
+            detail += f" (the grader could not hand `{e.name}` over from the notebook: it cannot be pickled, or rebuilt elsewhere)"
         return {"status": "fail", "detail": detail}
     return {"status": "pass", "detail": ""}
 

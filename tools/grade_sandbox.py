@@ -103,8 +103,12 @@ def python_dirs() -> list[str]:
     return sorted(dirs)
 
 
-def confine(read: list[str], write: list[str], bind_ports: tuple[int, ...] = ()) -> int:
+def confine(read: list[str], write: list[str], bind_ports: tuple[int, ...] = (), tcp: bool = False) -> int:
     """Landlock this process and all it will start: read `read`, write `write`, bind only `bind_ports`.
+
+    `tcp`: leave TCP alone (bind and connect anywhere), for a chapter whose processes talk over
+    TCP on this machine (torchrun's store, gloo's pairs use ports chosen at run time, which
+    Landlock's per-port rules cannot name); files and signals stay walled in.
 
     Returns the ABI used, 0 when Landlock is missing (nothing is enforced then). Paths that do
     not exist are skipped. Raises OSError if Landlock exists but refuses the rules.
@@ -114,7 +118,7 @@ def confine(read: list[str], write: list[str], bind_ports: tuple[int, ...] = ())
         return 0
     libc = _libc()
     writes = WRITES_V1 | (REFER if abi >= 2 else 0) | (TRUNCATE if abi >= 3 else 0) | (IOCTL_DEV if abi >= 5 else 0)
-    attr = _RulesetAttr(READ | writes, (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0, (SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0)
+    attr = _RulesetAttr(READ | writes, (NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 and not tcp else 0, (SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0)
     size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)  # older kernels refuse fields they do not know
     ruleset = libc.syscall(SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
@@ -133,7 +137,7 @@ def confine(read: list[str], write: list[str], bind_ports: tuple[int, ...] = ())
                         raise OSError(ctypes.get_errno(), f"landlock_add_rule {path}: {os.strerror(ctypes.get_errno())}")
                 finally:
                     os.close(fd)
-        for port in bind_ports if abi >= 4 else ():
+        for port in bind_ports if abi >= 4 and not tcp else ():
             rule = _NetPortAttr(NET_BIND_TCP, port)
             if libc.syscall(SYS_ADD_RULE, ruleset, RULE_NET_PORT, ctypes.byref(rule), 0) != 0:
                 raise OSError(ctypes.get_errno(), f"landlock_add_rule port {port}: {os.strerror(ctypes.get_errno())}")
@@ -221,17 +225,19 @@ def kill_descendants(rounds: int = 50) -> list[int]:
 
 
 def main(argv: list[str]) -> None:
-    """`python grade_sandbox.py --read P... --write P... --bind N... -- COMMAND...`: confine, then exec COMMAND."""
+    """`python grade_sandbox.py --read P... --write P... --bind N... [--tcp] -- COMMAND...`: confine, then exec COMMAND."""
     split = argv.index("--")
     options, command = argv[:split], argv[split + 1 :]
     lists: dict[str, list[str]] = {"--read": [], "--write": [], "--bind": []}
     key = None
     for word in options:
-        if word in lists:
+        if word == "--tcp":
+            key = None
+        elif word in lists:
             key = word
         elif key:
             lists[key].append(word)
-    confine(lists["--read"], lists["--write"], tuple(int(p) for p in lists["--bind"]))
+    confine(lists["--read"], lists["--write"], tuple(int(p) for p in lists["--bind"]), tcp="--tcp" in options)
     os.execv(command[0], command)  # the rules hold across exec and for every child
 
 
