@@ -80,6 +80,7 @@ TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 import grade_sandbox  # noqa: E402
 from course import HEADING, ROOT, exercises, is_check, is_discussion  # noqa: E402
+from grade_checker import one_line  # noqa: E402  (the checker's own: it runs alone, without this file)
 from grade_report import (  # noqa: E402
     ReportError,
     Row,
@@ -175,11 +176,6 @@ def plan(nb, checks: dict[str, list[str]]):
         if i < len(nb.cells) and nb.cells[i].cell_type == "code" and not is_theirs[i]:
             steps.append((i, None))
     return steps, changed
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    line = (text.strip().splitlines() or [""])[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class Walls:
