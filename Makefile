@@ -21,6 +21,9 @@ BOOK_FLAGS ?= -W -n --keep-going
 # Values a person passes (make student CHAPTERS=04,07) reach the recipes as environment variables,
 # read there as "$$NAME": the shell never parses them as code, so `CHAPTERS='"; rm -rf ~; "'` is
 # just a wrong chapter list. (GNU make exports command-line variables anyway; this says so.)
+# A value is text, never make code either: `URL='$(shell cmd)'` would run cmd when make expands
+# the variable to export it; taken verbatim ($(value ...)) into a simple variable, it is not.
+$(foreach v,CHAPTERS URL BRANCH VERSION,$(if $(filter command line environment,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
 export TORCH_CPU_INDEX BOOK_FLAGS CHAPTERS URL BRANCH VERSION
 
 # The student edition, a fork's address and a release need only nbformat, PyYAML and packaging

@@ -41,6 +41,17 @@ def torchrun_command(nproc: int, device: str, preset: str, micro_batch: int, gra
     ]  # fmt: skip
 
 
+def positive_integer(text: str) -> int:
+    """An argparse ``type=``: a count of processes, sequences or steps, where 0 means nothing and a default is left out."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}: give 1 or more, or leave the option out for its default")
+    return value
+
+
 def result_row(metrics: dict, device: str, command: str) -> dict:
     """The row `DDP_RESULTS` keeps of one run's metrics.json, stamped."""
     peak = metrics["peak_flops_per_device"]
@@ -65,11 +76,11 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when a GPU is here, else cpu")
-    parser.add_argument("--nproc", type=int, help="processes: default every GPU here, or 2 on a CPU")
+    parser.add_argument("--nproc", type=positive_integer, help="processes: default every GPU here, or 2 on a CPU")
     parser.add_argument("--preset", help=f"default: {GPU_RUN['preset']} on a GPU, {CPU_RUN['preset']} on a CPU")
-    parser.add_argument("--micro-batch", type=int, help="sequences per rank per forward pass")
-    parser.add_argument("--grad-accum", type=int, help="micro-steps per optimizer step")
-    parser.add_argument("--steps", type=int, help="optimizer steps (the median step time is reported)")
+    parser.add_argument("--micro-batch", type=positive_integer, help="sequences per rank per forward pass")
+    parser.add_argument("--grad-accum", type=positive_integer, help="micro-steps per optimizer step")
+    parser.add_argument("--steps", type=positive_integer, help="optimizer steps (the median step time is reported)")
     parser.add_argument("--record", action="store_true", help=f"append the run to {DDP_RESULTS.path} (GPU runs only)")
     parser.add_argument("--results", help="another file to append to")
     args = parser.parse_args(argv)
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.record and device != "cuda":
         parser.error("--record keeps GPU measurements only (appendix A runs the CPU processes itself); run it on a GPU")
     defaults = GPU_RUN if device == "cuda" else CPU_RUN
-    nproc = args.nproc or (torch.cuda.device_count() if device == "cuda" else 2)
+    nproc = args.nproc if args.nproc is not None else (torch.cuda.device_count() if device == "cuda" else 2)
     if device == "cuda" and nproc > torch.cuda.device_count():
         parser.error(f"--nproc {nproc}: this machine has {torch.cuda.device_count()} GPU(s); DDP runs one process per GPU")
     chosen = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in defaults.items()}

@@ -10,15 +10,19 @@ strings and containers of them: ``torch.load(weights_only=True)`` runs no code.
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .files import temporary_pattern, write_atomically
-from .weights import CheckpointError  # one error for an unusable file, ours or GPT-2's
+# CheckpointError: one error for an unusable file, ours or a Hugging Face checkpoint
+from .files import (
+    CheckpointError,
+    check_writable,
+    remove_stale_temporaries,
+    write_atomically,
+)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "gptcourse-checkpoint-1"  # so that any other .pt file is known not to be ours
@@ -43,29 +47,6 @@ def checkpoint_path(directory: str | Path) -> Path:
 def has_checkpoint(directory: str | Path) -> bool:
     """True if `directory` holds a checkpoint, readable or not (chapter 7)."""
     return checkpoint_path(directory).is_file()
-
-
-def check_writable(
-    directory: str | Path, name: str = "directory", alternative: str = ""
-) -> Path:
-    """Create `directory` if needed; make sure files can be written there (chapter 7).
-
-    `train` calls it before its first step, so that a run that cannot save fails at
-    once, not after hours. `name` is the parameter the error names; `alternative`,
-    what else the caller accepts (", or None ...").
-    """
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as err:
-        raise ValueError(
-            f"{name}={str(directory)!r} is not a directory files can be written to "
-            f"({err.strerror or err}). "
-            f"Choose a writable directory (it is created if missing){alternative}."
-        ) from err
-    return directory
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -95,15 +76,15 @@ def save_checkpoint(
     """Save the weights, the optimizer's and scaler's states and `state` as one file.
 
     Returns ``directory/checkpoint.pt``, replaced in one atomic step. The tied output
-    head shares the token embedding's tensor: it is stored once. Defined in chapter 7.
+    head shares the token embedding's tensor: it is stored once. A `directory` that
+    cannot be written, or named like a file ("model.pt"), is a ValueError. Defined in
+    chapter 7.
     """
     state = {} if state is None else state
     _check_plain(state, "state")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = check_writable(directory)  # and not named like a file ("model.pt")
     path = checkpoint_path(directory)
-    for stale in directory.glob(temporary_pattern(path)):
-        stale.unlink(missing_ok=True)  # left by a save that was killed
+    remove_stale_temporaries(path)  # left by saves that were killed; not live ones
     checkpoint = {
         "format": FORMAT,
         "model": model.state_dict(),
@@ -148,9 +129,16 @@ def load_checkpoint(
 
     Read with ``torch.load(weights_only=True)`` only. A missing, empty, truncated or
     foreign file, or one that does not fit the model, is a clear error that names the
-    file. Defined in chapter 7.
+    file; so is the checkpoint file given instead of its directory. Defined in
+    chapter 7.
     """
     path = checkpoint_path(directory)
+    if Path(directory).is_file():  # the checkpoint file itself, most likely
+        raise ValueError(
+            f"directory={str(directory)!r} is a file, not a directory: pass the "
+            f"directory that holds {CHECKPOINT_FILE}, e.g. "
+            f"load_checkpoint({str(Path(directory).parent)!r}, ...)."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint in {directory}: {path} does not exist.")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ class GPTConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
         """A preset, e.g. ``from_preset("gpt2-small", drop_rate=0.1)`` (chapter 6)."""
+        check_overrides(cls, overrides)
         return dataclasses.replace(PRESETS[preset_name(name)], **overrides)
 
     @classmethod
@@ -99,6 +101,18 @@ PRESETS: dict[str, GPTConfig] = {
 # Other names for the presets. Hugging Face calls GPT-2 small plain "gpt2"; the other
 # sizes share our names.
 ALIASES: dict[str, str] = {"gpt2": "gpt2-small"}
+
+
+def check_overrides(cls: type, overrides: Mapping[str, Any]) -> None:
+    """`from_preset`'s TypeError for an override that is no field: it names them all."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    for name in (name for name in overrides if name not in fields):
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"{cls.__name__}.from_preset() got an unexpected keyword argument {name!r}."
+            f"{hint} A {cls.__name__}'s fields are: {', '.join(fields)}."
+        )
 
 
 def preset_name(name: str) -> str:

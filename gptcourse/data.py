@@ -234,13 +234,22 @@ def create_dataloader(
 ) -> DataLoader:
     """A DataLoader of (inputs, targets), each (batch_size, max_length) (chapter 1).
 
-    `seed` fixes the shuffling order, so two runs see the same batches.
+    `seed` fixes the shuffling order, so two runs see the same batches. A loader that
+    would yield no batch (fewer windows than `batch_size`, with `drop_last`) fails here.
     """
     positive_int("batch_size", batch_size)
     non_negative_int("num_workers", num_workers)
     dataset = GPTDataset(
         text, max_length=max_length, stride=stride, vocab_size=vocab_size
     )
+    if drop_last and len(dataset) < batch_size:
+        raise ValueError(
+            f"The text gives {len(dataset)} window(s) of max_length={max_length} "
+            f"every stride={stride} tokens ({dataset.token_ids.numel()} tokens), "
+            f"fewer than batch_size={batch_size}: with drop_last=True not one batch "
+            "is made. Use a smaller batch_size, stride or max_length, more text, "
+            "or drop_last=False."
+        )
     generator = (
         torch.Generator().manual_seed(non_negative_int("seed", seed))
         if seed is not None

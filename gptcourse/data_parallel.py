@@ -1,9 +1,10 @@
 """The pieces of a data-parallel step, one rank's view: no launcher, no command line (appendix A).
 
-The process group (`init_distributed`), a replica or a shard of the model (`wrap_ddp`,
-`shard_fsdp`), accumulation that all-reduces once (`accumulate_gradients`), what DDP sends
-(`count_all_reduces`), the weights saved once; and the check of an all-reduce written by
-hand (`check_gradient_all_reduce`, Exercise A.5). `gptcourse.distributed` runs them.
+The process group (`init_distributed`, from the launch `launch_environment` checks), a
+replica or a shard of the model (`wrap_ddp`, `shard_fsdp`), accumulation that all-reduces
+once (`accumulate_gradients`), what DDP sends (`count_all_reduces`), the weights saved
+once; and the check of an all-reduce written by hand (`check_gradient_all_reduce`,
+Exercise A.5). `gptcourse.distributed` runs them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import contextlib
 import inspect
 import math
 import os
+import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,6 +62,54 @@ class ProcessInfo:
         return self.rank == 0
 
 
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # torchrun sets all three, in every process
+NOTICE_AFTER_S = 5.0  # a rank still waiting to join after this long says what it waits for
+
+
+@dataclass(frozen=True)
+class LaunchEnvironment:
+    """What torchrun told this process (the variables of `LAUNCH_VARIABLES`), checked."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master: str  # "MASTER_ADDR:MASTER_PORT": where the ranks meet
+
+
+def launch_environment() -> LaunchEnvironment | None:
+    """This process's place in a launch, from its environment; None when none of it is set (one process).
+
+    Defined in appendix A. A half-set environment (``WORLD_SIZE=2`` alone) is a ValueError
+    naming the variables: guessing would train a different global batch than the one asked.
+    """
+    present = [name for name in LAUNCH_VARIABLES if name in os.environ]
+    if not present:
+        return None
+    launch = "launch with torchrun --nproc_per_node N -m gptcourse.distributed ..., which sets them all"
+    given = ", ".join(f"{name}={os.environ[name]!r}" for name in present)
+    if len(present) < len(LAUNCH_VARIABLES):
+        missing = [name for name in LAUNCH_VARIABLES if name not in present]
+        raise ValueError(f"{given} is set but {' and '.join(missing)} not: {', '.join(LAUNCH_VARIABLES)} go together. "
+                         f"To run one process unset {', '.join(present)}; for several, {launch}.")  # fmt: skip
+    values = {}
+    for name in LAUNCH_VARIABLES:
+        try:
+            values[name] = int(os.environ[name])
+        except ValueError:
+            raise ValueError(f"{name}={os.environ[name]!r} is not an integer ({given}): {launch}.") from None
+    rank, world_size, local_rank = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
+    if world_size < 1 or not 0 <= rank < world_size or not 0 <= local_rank < world_size:
+        raise ValueError(f"{given}: WORLD_SIZE must be >= 1 and RANK and LOCAL_RANK in 0 .. WORLD_SIZE - 1: {launch}.")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name, "").strip():
+            raise ValueError(f"{given}, but {name} is not set: the ranks meet at MASTER_ADDR:MASTER_PORT. {launch[0].upper()}{launch[1:]}, "
+                             "or by hand set MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 (a free port) in every process.")  # fmt: skip
+    port = os.environ["MASTER_PORT"].strip()
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"MASTER_PORT={port!r} is not a port number (1 .. 65535): give a free port, e.g. 29500.")
+    return LaunchEnvironment(rank, world_size, local_rank, f"{os.environ['MASTER_ADDR'].strip()}:{port}")
+
+
 def choose_device_and_backend(device: str = "auto", backend: str = "auto") -> tuple[str, str]:
     """(device type, backend): NCCL on CUDA GPUs, gloo on CPUs, unless told otherwise (appendix A)."""
     one_of("device", device, DEVICES)
@@ -78,22 +129,59 @@ def choose_device_and_backend(device: str = "auto", backend: str = "auto") -> tu
 def init_distributed(device: str = "auto", backend: str = "auto", timeout_s: float = 600.0) -> ProcessInfo:
     """Join the process group torchrun describes in the environment (without torchrun, a group of one).
 
-    Defined in appendix A. Each rank drives GPU ``LOCAL_RANK`` of its node. A collective that
-    waits longer than `timeout_s` (a rank died or hangs) fails instead of waiting for ever.
+    Defined in appendix A. Each rank drives GPU ``LOCAL_RANK`` of its node. Joining, or a
+    collective, that waits longer than `timeout_s` (a rank never started, died or hangs)
+    fails instead of waiting for ever: joining raises TimeoutError, naming what it awaited.
     """
     device_type, backend = choose_device_and_backend(device, backend)
-    timeout = timedelta(seconds=finite_number("timeout_s", timeout_s, strictly_above=0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    timeout_s = finite_number("timeout_s", timeout_s, strictly_above=0)
+    launch = launch_environment()
+    local_rank = launch.local_rank if launch else 0
     where = torch.device("cuda", local_rank) if device_type == "cuda" else torch.device("cpu")
     if where.type == "cuda" and local_rank >= torch.cuda.device_count():
         raise ValueError(f"LOCAL_RANK={local_rank}, but this node has {torch.cuda.device_count()} GPU(s): start at most that many processes per node.")
     if where.type == "cuda":
         torch.cuda.set_device(where)
-    if "RANK" in os.environ:  # torchrun set RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
-        dist.init_process_group(backend, timeout=timeout)  # init_method="env://"
+    if launch:  # torchrun set RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+        _join_group(backend, launch, timeout_s)  # init_method="env://"
     else:  # one process, no launcher: a group of one, its store in memory (no port, no file)
-        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timedelta(seconds=timeout_s))
     return ProcessInfo(dist.get_rank(), local_rank, dist.get_world_size(), where, backend)
+
+
+def _join_group(backend: str, launch: LaunchEnvironment, timeout_s: float) -> None:
+    """``init_process_group`` from the environment, saying what it awaits when the others are slow to come.
+
+    Under torchrun every rank starts at once and the group forms in about a second; a rank
+    still waiting after `NOTICE_AFTER_S` most likely waits for a process nobody started.
+    """
+    who = f"rank {launch.rank} of {launch.world_size}"
+    one_process = "or unset RANK, WORLD_SIZE and LOCAL_RANK to run one process"
+
+    def say_what_is_awaited() -> None:
+        waiting = f"waiting for the other ranks to join at {launch.master} (timeout {timeout_s:g} s)"
+        print(f"{who}: {waiting}; start them, {one_process}", file=sys.stderr, flush=True)
+
+    notice = threading.Timer(min(NOTICE_AFTER_S, timeout_s / 2), say_what_is_awaited)
+    notice.daemon = True  # the store's wait releases the GIL: this thread speaks while it waits
+    if launch.world_size > 1:
+        notice.start()
+    start = time.monotonic()
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    except dist.DistError as err:  # raised from C++, its message names a socket, not the remedy
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if time.monotonic() - start >= timeout_s or "timed out" in detail.lower():
+            raise TimeoutError(
+                f"{who}: the other ranks did not join at {launch.master} within {timeout_s:g} s ({detail}): start all "
+                f"{launch.world_size} processes at once (torchrun --nproc_per_node {launch.world_size} -m ... starts them), {one_process}."
+            ) from err
+        raise ConnectionError(
+            f"{who}: could not form the group at {launch.master} ({detail}): MASTER_PORT must be a free port on the "
+            f"MASTER_ADDR machine that every rank can reach; torchrun --standalone picks one itself."
+        ) from err
+    finally:
+        notice.cancel()
 
 
 def shutdown() -> None:

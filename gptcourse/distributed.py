@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -34,6 +34,7 @@ from .data_parallel import (  # noqa: F401  (re-exported: appendix A imports the
     BACKENDS,
     DEVICES,
     AllReduceCounter,
+    LaunchEnvironment,
     ProcessInfo,
     accumulate_gradients,
     choose_device_and_backend,
@@ -41,6 +42,7 @@ from .data_parallel import (  # noqa: F401  (re-exported: appendix A imports the
     global_mean,
     gradient_sync,
     init_distributed,
+    launch_environment,
     measure_all_reduce,
     save_weights,
     shard_fsdp,
@@ -125,8 +127,10 @@ def _prepare(config: DistributedConfig, world_size: int) -> tuple[GPTConfig, int
     text = load_corpus(config.corpus) if config.corpus in CORPORA else Path(config.corpus).read_text(encoding="utf-8")
     val_text, train_text = train_val_split(text, train_ratio=0.1)  # the first tenth held out
     train_set = GPTDataset(train_text, max_length=T, stride=T)
-    val_loader = create_dataloader(val_text, batch_size=config.micro_batch, max_length=T, stride=T, shuffle=False)
     global_batch_indices(len(train_set), config.micro_batch * grad_accum * world_size, 0, config.seed)  # enough windows?
+    # The held-out tenth may have fewer windows than a micro-batch: evaluate them all, in one smaller batch.
+    val_batch = min(config.micro_batch, len(GPTDataset(val_text, max_length=T, stride=T)))
+    val_loader = create_dataloader(val_text, batch_size=val_batch, max_length=T, stride=T, shuffle=False)
     return model_config, grad_accum, train_set, val_loader
 
 
@@ -263,11 +267,13 @@ def train_data_parallel(config: DistributedConfig) -> dict | None:
     """
     if not isinstance(config, DistributedConfig):
         raise TypeError(f"config must be a DistributedConfig, got {type(config).__name__}.")
-    return _run(config, _prepare(config, int(os.environ.get("WORLD_SIZE", 1))))
+    launch = launch_environment()  # a half-set environment fails here, before anything waits
+    return _run(config, _prepare(config, launch.world_size if launch else 1))
 
 
-def _run(config: DistributedConfig, prepared: tuple) -> dict | None:
-    info = init_distributed(config.device, config.backend, config.timeout_s)
+def _run(config: DistributedConfig, prepared: tuple, info: ProcessInfo | None = None) -> dict | None:
+    """Train in the process group `info` joined (or join it now), and leave it on the way out."""
+    info = info or init_distributed(config.device, config.backend, config.timeout_s)
     try:
         return _train(config, info, *prepared)
     finally:
@@ -277,7 +283,7 @@ def _run(config: DistributedConfig, prepared: tuple) -> dict | None:
 def parse_args(argv: Sequence[str] | None = None) -> DistributedConfig:
     """The command line as a checked `DistributedConfig` (appendix A); a bad option exits with status 2 and its message."""
     defaults = DistributedConfig()
-    parser = argparse.ArgumentParser(prog="python -m gptcourse.distributed", description="Data-parallel GPT training (appendix A).")
+    parser = _RankZeroParser(prog="python -m gptcourse.distributed", description="Data-parallel GPT training (appendix A).")
     parser.add_argument("--out", required=True, help="directory for model.safetensors and metrics.json")
     parser.add_argument("--preset", default=defaults.preset, choices=list(PRESETS))
     parser.add_argument("--corpus", default=defaults.corpus, help=f"one of {', '.join(CORPORA)}, or the path of a UTF-8 text file")
@@ -294,16 +300,55 @@ def parse_args(argv: Sequence[str] | None = None) -> DistributedConfig:
         parser.error(str(err))
 
 
+def _says_it() -> bool:
+    """Whether this process prints what every rank finds wrong: rank 0, or a process outside a launch.
+
+    A process whose launch environment is itself wrong says so: nobody else will.
+    """
+    try:
+        launch = launch_environment()
+    except ValueError:
+        return True
+    return launch is None or launch.rank == 0
+
+
+class _RankZeroParser(argparse.ArgumentParser):
+    """Under torchrun every rank parses the same command line: rank 0 alone prints, all exit 2 on a mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        if _says_it():
+            super().error(message)  # the usage and the message, exit status 2
+        self.exit(2)
+
+    def print_help(self, file=None) -> None:
+        if _says_it():
+            super().print_help(file)
+
+
+def _error(err: Exception, status: int, say: bool = True) -> int:
+    if say:
+        print(f"python -m gptcourse.distributed: error: {err}", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gptcourse.distributed`` (appendix A): 0 on success, 2 on bad input."""
+    """``python -m gptcourse.distributed`` (appendix A): 0 on success, 2 on bad input, 1 if the group never forms."""
     config = parse_args(argv)
     try:
-        prepared = _prepare(config, int(os.environ.get("WORLD_SIZE", 1)))
+        launch = launch_environment()
+    except ValueError as err:  # this process's own environment: each process says what is wrong with it
+        return _error(err, 2)
+    try:
+        prepared = _prepare(config, launch.world_size if launch else 1)
     except ValueError as err:  # bad input only: an error while training keeps its traceback
-        if os.environ.get("RANK", "0") == "0":  # every rank finds the same mistake: say it once
-            print(f"python -m gptcourse.distributed: error: {err}", file=sys.stderr)
-        return 2
-    _run(config, prepared)
+        return _error(err, 2, say=launch is None or launch.rank == 0)  # every rank finds it: say it once
+    try:
+        info = init_distributed(config.device, config.backend, config.timeout_s)
+    except ValueError as err:  # LOCAL_RANK beyond this node's GPUs: this process's own mistake
+        return _error(err, 2)
+    except (TimeoutError, ConnectionError) as err:  # ranks missing, or no place to meet: the message says which
+        return _error(err, 1)
+    _run(config, prepared, info)
     return 0
 
 

@@ -158,10 +158,15 @@ def text_to_token_ids(text: str, tokenizer=None) -> torch.Tensor:
     return torch.tensor([ids], dtype=torch.long)
 
 
-def token_ids_to_text(ids: torch.Tensor, tokenizer=None) -> str:
-    """The text of token ids of shape (tokens,) or (1, tokens) (chapter 6)."""
+def token_ids_to_text(ids: torch.Tensor | list[int], tokenizer=None) -> str:
+    """The text of token ids: a list of ints, or a tensor of shape (tokens,) or
+    (1, tokens) (chapter 6). An id outside the tokenizer's vocabulary is named."""
     from .tokenizer import get_tokenizer
 
+    if isinstance(ids, (list, tuple)) and all(type(i) is int for i in ids):
+        ids = torch.tensor(ids, dtype=torch.long)  # e.g. what encode() returns
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"ids must be a tensor or a list of ints, got {ids!r:.80}.")
     if ids.dim() == 2 and ids.shape[0] == 1:
         ids = ids[0]
     if ids.dim() != 1:
@@ -170,4 +175,11 @@ def token_ids_to_text(ids: torch.Tensor, tokenizer=None) -> str:
             "decode each sequence of a batch."
         )
     tokenizer = tokenizer or get_tokenizer()
-    return tokenizer.decode(ids.tolist())
+    try:
+        return tokenizer.decode(ids.tolist())
+    except (KeyError, OverflowError) as err:  # tiktoken's words for an unknown id
+        n_vocab = getattr(tokenizer, "n_vocab", "?")
+        raise ValueError(
+            f"ids holds an id outside the tokenizer's vocabulary [0, {n_vocab}) "
+            f"({err}): decode ids with the tokenizer of the model that made them."
+        ) from err

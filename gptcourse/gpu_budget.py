@@ -32,9 +32,10 @@ T4_FREE_BYTES = int(14.5 * GIB)  # a Colab T4 after the CUDA context: 15 GiB min
 SAFETY_FRACTION = 0.85
 
 # What the allocators say when they cannot allocate: PyTorch's own error is
-# torch.cuda.OutOfMemoryError; cuBLAS, cuDNN and the CPU allocator raise RuntimeErrors.
+# torch.cuda.OutOfMemoryError; cuBLAS, cuDNN and the CPU allocator ("can't allocate memory") raise RuntimeErrors.
 _OOM_MESSAGES = (
     "out of memory",
+    "can't allocate memory",
     "CUBLAS_STATUS_ALLOC_FAILED",
     "CUDNN_STATUS_ALLOC_FAILED",
     "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
@@ -264,12 +265,12 @@ def find_max_batch_size(
 ) -> int:
     """The largest batch whose training step fits, up to ``max_batch_size`` (0 if not even 1 fits).
 
-    Defined in chapter 10. `largest_batch` grows the batch 1, 2, 4, ... then bisects.
-    ``by="running"`` (the default on a CUDA GPU without a ``memory_budget``) tries
-    ``steps`` real training steps per batch: memory peaks in the second step (AdamW's
-    state, the last step's gradients), and only an allocation failure means "does not
-    fit". ``by="estimate"`` compares `estimate_memory` with ``memory_budget``, by default
-    `SAFETY_FRACTION` of `available_memory`.
+    Defined in chapter 10. `largest_batch` grows the batch 1, 2, 4, ... then bisects. ``by="running"``
+    (the default on a CUDA GPU without a ``memory_budget``) tries ``steps`` real training steps per
+    batch: memory peaks in the second step (AdamW's state, the last step's gradients), and only an
+    allocation failure means "does not fit"; off CUDA, only batches whose estimate is within
+    `SAFETY_FRACTION` of the RAM available are tried. ``by="estimate"`` compares `estimate_memory`
+    with ``memory_budget``, by default `SAFETY_FRACTION` of `available_memory`.
     """
     cfg = model_config(model, config)
     _, seq_len = batch_shape(cfg, 1, seq_len)
@@ -281,17 +282,18 @@ def find_max_batch_size(
     if by is None:
         by = "running" if device.type == "cuda" and memory_budget is None else "estimate"
     one_of("by", by, ("running", "estimate"))
+    attention = attention_of(model)
+    def by_estimate(limit: int, ceiling: int) -> int:  # the largest batch whose estimate is within limit
+        return largest_batch(lambda b: estimate_memory(cfg, b, seq_len, dtype, attention, device.type).total <= limit, 1, ceiling, True)
     if by == "running":
         if memory_budget is not None:
             raise ValueError("memory_budget is for by='estimate'; by='running' tries real steps against the memory there is.")
         if device.type == "meta":
             raise ValueError("by='running' needs a model with real weights; a meta-device model has only shapes: use by='estimate'.")
-        return largest_batch(lambda b: _fits_by_running(model, b, seq_len, dtype, steps), 1, max_batch_size, bisect=True)
-    limit = memory_budget if memory_budget is not None else _limit(available_memory(device))
-    attention = attention_of(model)
-    return largest_batch(
-        lambda b: estimate_memory(cfg, b, seq_len, dtype, attention, device.type).total <= limit, 1, max_batch_size, bisect=True
-    )
+        if device.type != "cuda":  # Linux overcommits: a step the RAM cannot hold is killed (OOM killer), not refused
+            max_batch_size = by_estimate(_limit(host_memory_available()), max_batch_size)
+        return largest_batch(lambda b: _fits_by_running(model, b, seq_len, dtype, steps), 1, max_batch_size, True) if max_batch_size else 0
+    return by_estimate(memory_budget if memory_budget is not None else _limit(available_memory(device)), max_batch_size)
 
 
 def _allocate_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -29,12 +29,13 @@ from .checks import (
     one_of,
     positive_int,
 )
-from .config import GPTConfig
+from .config import GPTConfig, check_overrides
 from .flops import ModelFamily, coerce_config, register_family
 from .generate import generate
 from .kv_cache import KVCache
 from .llama_flops import llama_flop_count, llama_parameter_counts
 from .llama_rope import RopeScaling, apply_rope, rope_angles
+from .model import raise_if_too_big
 from .weights import CheckpointError, read_tensors, shape_mismatches
 
 # The sizes a config needs; the other fields have defaults.
@@ -110,6 +111,7 @@ class LlamaConfig:
     def from_preset(cls, name: str, **overrides: Any) -> LlamaConfig:
         """A preset, with `overrides`: ``from_preset("smollm2-135m", n_layers=2)``."""
         preset = PRESETS[one_of("preset", name, PRESETS)]
+        check_overrides(cls, overrides)
         return dataclasses.replace(preset, **overrides)
 
     @classmethod
@@ -307,12 +309,15 @@ class Llama(nn.Module):
         cfg = LlamaConfig.coerce(config)
         self.config, self.attention = cfg, attention
         # No pos_emb: positions enter as RoPE's rotations.
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        self.trf_blocks = nn.ModuleList(
-            LlamaBlock(cfg, attention) for _ in range(cfg.n_layers)
-        )
-        self.final_norm = RMSNorm(cfg.emb_dim, cfg.norm_eps)
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        try:
+            self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+            self.trf_blocks = nn.ModuleList(
+                LlamaBlock(cfg, attention) for _ in range(cfg.n_layers)
+            )
+            self.final_norm = RMSNorm(cfg.emb_dim, cfg.norm_eps)
+            self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        except (RuntimeError, MemoryError) as err:  # too big: say how big
+            raise_if_too_big(self, err)
         if cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
         cos, sin = rope_angles(
@@ -341,10 +346,11 @@ class Llama(nn.Module):
         shapes are checked (ids are checked where they enter), so it runs on meta.
         ``last_only=True``, as in `GPT`: the head on the last position only.
         """
-        if idx.dim() != 2:
+        if idx.dim() != 2 or idx.numel() == 0:  # (0, T) or (B, 0): nothing to predict
+            empty = "give at least one sequence of at least one token"
+            fix = empty if idx.dim() == 2 else "use idx.unsqueeze(0) for one sequence"
             raise ValueError(
-                f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; "
-                "use idx.unsqueeze(0) for one sequence."
+                f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; {fix}."
             )
         if idx.dtype not in (torch.int64, torch.int32):
             raise TypeError(
@@ -363,7 +369,14 @@ class Llama(nn.Module):
             start = len(cache)
         end = start + num_tokens
         cos, sin = self.cos[start:end], self.sin[start:end]  # (T, hd): these positions
-        x = self.tok_emb(idx)  # (B, T, d)
+        try:  # a CPU's lookup checks every id: its error, restated, costs no GPU wait
+            x = self.tok_emb(idx)  # (B, T, d)
+        except IndexError as err:  # (on a GPU, a bad id is a device-side assert)
+            raise ValueError(
+                "idx holds a token id outside [0, vocab_size="
+                f"{self.config.vocab_size}): encode text with the model's tokenizer, "
+                "or raise vocab_size."
+            ) from err
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, cos, sin, cache, layer)
         if last_only:
@@ -414,14 +427,29 @@ def kv_cache_bytes(cache: KVCache) -> int:
     return sum(t.nbytes for t in (*cache.keys, *cache.values) if t is not None)
 
 
+# The names kv_cache_bytes_per_token takes for a dtype, besides a torch.dtype.
+DTYPE_NAMES = {
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+    "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32,
+}  # fmt: skip
+
+
 def kv_cache_bytes_per_token(
     config: LlamaConfig | GPTConfig | Mapping[str, Any] | str,
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | str = torch.bfloat16,
 ) -> int:
     """KV-cache bytes per token: 2 (K, V) · n_layers · kv heads · head_dim · bytes.
 
     A `GPTConfig` has n_heads key/value heads: multi-head attention (appendix B).
+    `dtype` is a torch.dtype or one of `DTYPE_NAMES` ("bf16", "float32", ...).
     """
+    if isinstance(dtype, str) and dtype in DTYPE_NAMES:
+        dtype = DTYPE_NAMES[dtype]
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(
+            f"dtype must be a torch.dtype (e.g. torch.bfloat16) or one of "
+            f"{', '.join(map(repr, DTYPE_NAMES))}; got {dtype!r}."
+        )
     cfg = coerce_config(config)
     kv_heads = cfg.n_kv_groups if isinstance(cfg, LlamaConfig) else cfg.n_heads
     return 2 * cfg.n_layers * kv_heads * cfg.head_dim * dtype.itemsize

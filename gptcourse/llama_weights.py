@@ -15,15 +15,20 @@ from typing import Any
 
 import torch
 
+from .files import (
+    CheckpointError,
+    check_model_type,
+    hf_int,
+    hf_number,
+    read_json,
+    write_hf_checkpoint,
+)
 from .weights import (
     FILES,
-    CheckpointError,
     check_complete,
     download_hub_checkpoint,
     hub_checkpoint_cached,
-    read_json,
     tie_head,
-    write_hf_checkpoint,
 )
 
 # Hugging Face's names, and ours ("{i}": every block). One table, read both ways.
@@ -97,7 +102,8 @@ def rope_settings(hf_config: Mapping[str, Any]) -> tuple[float, dict[str, Any] |
             "rope_interleaved=True: our RoPE rotates the two halves of each head "
             "(rotate_half), not neighbouring pairs."
         )
-    theta = float(params.get("rope_theta", hf_config.get("rope_theta", 10_000.0)))
+    where = params if "rope_theta" in params else hf_config
+    theta = hf_number(where, "rope_theta", 10_000.0)
     if kind == "default":
         return theta, None
     found = {**scaling, **params}  # where the factors are: rope_parameters wins
@@ -114,18 +120,15 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
     """Our `LlamaConfig`'s fields from a Hugging Face ``config.json`` (appendix B).
 
     A plain dict, so that this module need not import `gptcourse.llama`:
-    ``LlamaConfig(**config_from_hf(json.load(f)))``.
+    ``LlamaConfig(**config_from_hf(json.load(f)))``. A value of the wrong type (a
+    size in quotes, say) is a `CheckpointError` naming config.json's key.
     """
+    check_model_type(hf_config, "llama")  # first: a GPT-2's keys are all "missing"
     missing = [key for key in _HF_SIZES if key not in hf_config]
     if missing:
         raise CheckpointError(
             f"The Llama config is missing {', '.join(missing)}; a Llama config.json "
             f"gives all of {', '.join(_HF_SIZES)}."
-        )
-    if hf_config.get("model_type", "llama") != "llama":
-        raise CheckpointError(
-            f"This is a {hf_config['model_type']!r} checkpoint; from_hf_checkpoint "
-            "reads model_type 'llama'."
         )
     if hf_config.get("hidden_act", "silu") != "silu":
         act = hf_config["hidden_act"]
@@ -133,24 +136,43 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("attention_bias", "mlp_bias"):
         if hf_config.get(key, False):
             raise CheckpointError(f"{key}=True: our Llama has no biases.")
-    hidden, heads = hf_config["hidden_size"], hf_config["num_attention_heads"]
-    head_dim = hf_config.get("head_dim") or hidden // heads
+    fields = {ours: hf_int(hf_config, theirs) for theirs, ours in _HF_SIZES.items()}
+    hidden, heads = fields["emb_dim"], fields["n_heads"]
+    has_head_dim = hf_config.get("head_dim") is not None
+    head_dim = hf_int(hf_config, "head_dim") if has_head_dim else hidden // heads
     if head_dim * heads != hidden:
         raise CheckpointError(
             f"head_dim={head_dim} with {heads} heads is not hidden_size={hidden}: "
             "our heads are hidden_size // n_heads wide."
         )
-    fields = {ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()}
     rope_base, rope_scaling = rope_settings(hf_config)
     return {
         **fields,
-        "n_kv_groups": hf_config.get("num_key_value_heads") or heads,
+        "n_kv_groups": _kv_heads(hf_config, heads),
         "rope_base": rope_base,
         "rope_scaling": rope_scaling,
         # transformers' defaults: untied, ε = 1e-6
         "tie_embeddings": bool(hf_config.get("tie_word_embeddings", False)),
-        "norm_eps": float(hf_config.get("rms_norm_eps", 1e-6)),
+        "norm_eps": hf_number(hf_config, "rms_norm_eps", 1e-6),
     }
+
+
+def _kv_heads(hf_config: Mapping[str, Any], heads: int) -> int:
+    """num_key_value_heads: absent or None means one per query head (multi-head)."""
+    kv = hf_config.get("num_key_value_heads")
+    if kv is None:
+        return heads
+    # 0 is not "absent". A positive non-divisor is LlamaConfig's to refuse (it lists
+    # the choices too).
+    divisors = [d for d in range(1, heads + 1) if heads % d == 0]
+    if isinstance(kv, bool) or not isinstance(kv, int) or kv <= 0:
+        raise CheckpointError(
+            f"num_key_value_heads={kv!r} is not a positive divisor of "
+            f"num_attention_heads={heads}: give one of {divisors} (each key/value "
+            "head serves the same number of query heads), or leave it out for one "
+            "per query head."
+        )
+    return kv
 
 
 def config_to_hf(config: Any) -> dict[str, Any]:

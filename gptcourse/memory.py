@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from .checks import one_of, positive_int
-from .config import GPTConfig
+from .config import ALIASES, PRESETS, GPTConfig
 from .device import autocast, autocast_dtype
-from .flops import batch_shape, model_config, num_parameters
+from .flops import FAMILIES, batch_shape, model_config, num_parameters
 from .train import cross_entropy_loss
 
 ATTENTION_KINDS = ("sdpa", "manual")
+_GPT_NAMES = ", ".join(map(repr, [*PRESETS, *ALIASES]))
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,35 @@ def _bytes(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+def _gpt_config(config: Any) -> GPTConfig:
+    """`config` as a `GPTConfig`, or an error that names what it is and where its memory is found."""
+    if isinstance(config, GPTConfig) or (isinstance(config, str) and config in (*PRESETS, *ALIASES)):
+        return GPTConfig.coerce(config)
+    # Another family's (appendix B's Llama, registered with gptcourse.flops when imported): its
+    # layers save other tensors than a GPT's, which is all this counts.
+    family = FAMILIES.get(type(config))
+    for each in FAMILIES.values():
+        if (isinstance(config, str) and config in each.presets) or (isinstance(config, Mapping) and each.mapping_key in config):
+            family = each
+    if family is not None:
+        model = family.model_class.__name__
+        what = f"config={config!r} is a {model} preset" if isinstance(config, str) else f"config is a {model}'s"
+        raise ValueError(
+            f"{what}, and estimate_memory estimates a GPT's: it counts the tensors our GPT saves for the backward "
+            f"pass, layer by layer (chapter 10), and a {model} saves others. For a {model}, measure instead: "
+            f"measure_saved_activations({model}(config), batch_size, seq_len) gives its activations on any device, "
+            f"and its weights, gradients and AdamW state are 16 bytes a parameter (16 * {model}(config)."
+            f"num_parameters()). GPT presets: {_GPT_NAMES}."
+        )
+    if isinstance(config, str):
+        raise ValueError(
+            f"config={config!r} is not a GPT preset: choose one of {_GPT_NAMES}, or pass a GPTConfig. estimate_memory "
+            "estimates GPTs only; a Llama's memory (appendix B) is measured: measure_saved_activations(Llama(config), "
+            "batch_size, seq_len)."
+        )
+    return GPTConfig.coerce(config)
+
+
 def estimate_memory(
     config: GPTConfig | Mapping[str, Any] | str,
     batch_size: int,
@@ -69,9 +99,9 @@ def estimate_memory(
     log-sum-exp. Under autocast the matmuls' inputs and weight copies are in ``dtype``; the
     residual stream stays fp32, on a GPU the softmax too. ``logits``: the loss's two fp32
     (B, T, vocab) gradients, alive beside the saved log-softmax as the backward starts.
-    The allocator, cuBLAS and fragmentation add to this (`measure_training` reports both).
+    The allocator, cuBLAS and fragmentation add to this (`measure_training` reports both). GPTs only.
     """
-    cfg = GPTConfig.coerce(config)
+    cfg = _gpt_config(config)
     b, t = batch_shape(cfg, batch_size, seq_len)
     one_of("attention", attention, ATTENTION_KINDS)
     if not isinstance(dtype, torch.dtype):

@@ -8,8 +8,10 @@ here, the fastest square matmul (a CPU, a GPU the table does not know): `choose_
 
 from __future__ import annotations
 
+import math
+import numbers
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,28 @@ def choose_peak(device_name: str, precision: str, measured: float | None, given:
     return finite_number("measured", measured, strictly_above=0), f"{MEASURED} (no datasheet figure for {device_name})"
 
 
+def _step_times(step_times: Iterable[float]) -> tuple[float, ...]:
+    """`step_times` as a tuple of seconds, each finite and above 0, or an error naming the first bad one."""
+    if isinstance(step_times, (str, bytes, Mapping)) or not isinstance(step_times, Iterable):
+        raise TypeError(
+            f"step_times must be a list or tuple of seconds, one per step, got {type(step_times).__name__}: "
+            "e.g. step_times=[0.105, 0.101, 0.103]."
+        )
+    times = tuple(step_times)
+    if not times:
+        raise ValueError("step_times: give at least one step time, in seconds.")
+    for i, t in enumerate(times):
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise TypeError(f"step_times[{i}] = {t!r} is not a number of seconds: give each step's time as a float.")
+        if not math.isfinite(t) or t <= 0:
+            raise ValueError(
+                f"step_times[{i}] = {t!r} is not a time a step can take: each must be a finite number of seconds "
+                "above 0. Time the steps again (synchronise the GPU before reading the clock: gptcourse.timing."
+                "time_calls does), and leave out any step the timer did not measure."
+            )
+    return tuple(float(t) for t in times)
+
+
 @dataclass(frozen=True)
 class TrainingMeasurement:
     """What `measure_training` measured (chapter 10). Times in seconds, memory in bytes, FLOPs exact."""
@@ -84,9 +108,11 @@ class TrainingMeasurement:
 
         MFU is against ``peak``, else `choose_peak`'s. ``measure_peak=True`` measures the
         matmul peak on a GPU with a datasheet figure too, so that both MFUs are reported.
+        Every step time must be a finite number of seconds above 0: a negative, NaN or zero
+        one (a timer misread, a step not synchronised) would make MFU negative, NaN or
+        infinite, so it is refused by its index.
         """
-        if not step_times:
-            raise ValueError("step_times: give at least one step time, in seconds.")
+        step_times = _step_times(step_times)
         cfg = model_config(model, config)
         batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
         device = next(model.parameters()).device
@@ -102,7 +128,7 @@ class TrainingMeasurement:
             precision=precision,
             batch_size=batch_size,
             seq_len=seq_len,
-            step_times=tuple(step_times),
+            step_times=step_times,
             flops_per_step=count_flops(cfg, batch_size, seq_len, training=True).total,
             peak_flops=denominator,
             peak_source=source,

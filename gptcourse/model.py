@@ -91,6 +91,19 @@ class TransformerBlock(nn.Module):
         return x
 
 
+def raise_if_too_big(model: nn.Module, err: Exception) -> None:
+    """`err`, or if building `model` failed to allocate, how much memory it needs."""
+    if not isinstance(err, MemoryError) and "alloc" not in str(err):  # CPU, CUDA, MPS
+        raise err
+    with torch.device("meta"):  # the same model, with no memory: count it
+        n = type(model)(model.config, model.attention).num_parameters()
+    raise MemoryError(
+        f"{type(model).__name__}({model.config}) has {n:,} parameters: "
+        f"{n * 4 / 1e9:,.1f} GB in float32, more than could be allocated. Use a "
+        "smaller vocab_size, emb_dim or n_layers (GPT-2 small: 124M, 0.5 GB)."
+    ) from err
+
+
 class GPT(nn.Module):
     """A GPT-2-style language model (chapter 6).
 
@@ -106,14 +119,17 @@ class GPT(nn.Module):
         cfg = GPTConfig.coerce(config)
         self.config = cfg
         self.attention = attention
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
-        self.drop_emb = nn.Dropout(cfg.drop_rate)
-        self.trf_blocks = nn.ModuleList(
-            TransformerBlock(cfg, attention) for _ in range(cfg.n_layers)
-        )
-        self.final_norm = LayerNorm(cfg.emb_dim)
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        try:
+            self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+            self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+            self.drop_emb = nn.Dropout(cfg.drop_rate)
+            self.trf_blocks = nn.ModuleList(
+                TransformerBlock(cfg, attention) for _ in range(cfg.n_layers)
+            )
+            self.final_norm = LayerNorm(cfg.emb_dim)
+            self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        except (RuntimeError, MemoryError) as err:  # e.g. vocab_size=10**9: 3 TB
+            raise_if_too_big(self, err)
         # Weight tying (as in GPT-2): the output head reuses the token embedding matrix,
         # saving vocab_size × emb_dim parameters (38.6M of GPT-2 small's 124M).
         self.out_head.weight = self.tok_emb.weight
@@ -147,10 +163,11 @@ class GPT(nn.Module):
         positions start at ``len(cache)`` and their keys and values join the cache.
         ``last_only=True`` (generation, ch. 8) runs the head on the last position only.
         """
-        if idx.dim() != 2:
+        if idx.dim() != 2 or idx.numel() == 0:  # (0, T) or (B, 0): nothing to predict
+            empty = "give at least one sequence of at least one token"
+            fix = empty if idx.dim() == 2 else "use idx.unsqueeze(0) for one sequence"
             raise ValueError(
-                f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; "
-                "use idx.unsqueeze(0) for one sequence."
+                f"idx must have shape (batch, tokens), got {tuple(idx.shape)}; {fix}."
             )
         if idx.dtype not in (torch.int64, torch.int32):
             raise TypeError(
@@ -169,7 +186,14 @@ class GPT(nn.Module):
             cache.check_room(self.config.n_layers, num_tokens, context_length)
             start = len(cache)
         positions = torch.arange(start, start + num_tokens, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
+        try:  # a CPU's lookup checks every id: its error, restated, costs no GPU wait
+            x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, d)
+        except IndexError as err:  # (on a GPU, a bad id is a device-side assert)
+            raise ValueError(
+                "idx holds a token id outside [0, vocab_size="
+                f"{self.config.vocab_size}): encode text with the model's tokenizer, "
+                "or raise vocab_size."
+            ) from err
         x = self.drop_emb(x)
         for layer, block in enumerate(self.trf_blocks):
             x = block(x, cache, layer)  # (B, T, d)

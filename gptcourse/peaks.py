@@ -190,6 +190,16 @@ _PRECISION_KEYS: dict[Any, str] = {
 _PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "tf32": torch.float32}
 
 
+# A MIG slice (Multi-Instance GPU) is named after its GPU, then its profile: "NVIDIA
+# A100-SXM4-40GB MIG 1g.5gb", "NVIDIA H100 80GB HBM3 MIG 3g.40gb". An "Ng" profile has N of
+# the GPU's 7 compute slices: NVIDIA's MIG user guide gives its "Fraction of SMs" as N/7 on
+# the A100, H100 and H200, the GPUs of PEAKS that MIG runs on. A slice's peak is that
+# fraction of the whole GPU's, an upper bound (MIG mode leaves a few SMs unused).
+_MIG = re.compile(r"\bMIG\s+(\d+)g\.\d+gb\b", re.IGNORECASE)
+_MIG_SLICES = {"A100 SXM": 7, "A100 PCIe": 7, "H100 SXM": 7, "H100 PCIe": 7, "H100 NVL": 7, "H200 SXM": 7, "H200 NVL": 7}
+_MIG_SOURCE = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/supported-mig-profiles.html"
+
+
 class UnknownDeviceError(ValueError):
     """No datasheet peak is known for this device: pass the peak yourself (chapter 10)."""
 
@@ -200,6 +210,12 @@ def precision_key(precision: str | torch.dtype) -> str:
     Defined in chapter 10. Accepts the keys themselves, their long names ("bfloat16",
     "half", ...) and ``torch.float16``, ``torch.bfloat16``, ``torch.float32``.
     """
+    if not isinstance(precision, (str, torch.dtype)):  # a list or a dict is not even hashable
+        raise TypeError(
+            f"precision must be one name or dtype, got {precision!r} ({type(precision).__name__}): pass one of "
+            "'fp16', 'bf16', 'fp32', 'tf32' or torch.float16, torch.bfloat16, torch.float32; for several "
+            "precisions, call once per precision."
+        )
     key = _PRECISION_KEYS.get(precision.lower() if isinstance(precision, str) else precision)
     if key is None:
         raise ValueError(
@@ -242,7 +258,7 @@ def device_peaks(device_name: torch.device | str) -> DevicePeaks:
     """The `PEAKS` entry of a GPU: by ``torch.cuda.get_device_name()`` string, device or key.
 
     Defined in chapter 10. A CPU, or a GPU not in the table, is an `UnknownDeviceError`
-    that says what to pass instead.
+    that says what to pass instead. A MIG slice's entry is its share of its GPU's.
     """
     name = _device_name(device_name)
     if name in ("cpu", "mps"):
@@ -250,7 +266,10 @@ def device_peaks(device_name: torch.device | str) -> DevicePeaks:
             f"device_name={name!r}: there is no datasheet peak for a {name.upper()} here. Measure the achievable "
             f"one with measure_peak_flops({name!r}, dtype), or pass the figure you trust as peak=... (FLOP/s)."
         )
-    peaks = PEAKS.get(name) or PEAKS.get(match_device(name) or "")
+    key = name if name in PEAKS else match_device(name)
+    peaks = PEAKS.get(key or "")
+    if peaks is not None and (mig := _MIG.search(name)):
+        return _mig_peaks(name, key, peaks, int(mig[1]))
     if peaks is None:
         raise UnknownDeviceError(
             f"device_name={name!r}: no peak FLOP/s is known for this GPU. Look up its dense figure for your "
@@ -261,13 +280,31 @@ def device_peaks(device_name: torch.device | str) -> DevicePeaks:
     return peaks
 
 
+def _mig_peaks(name: str, key: str, peaks: DevicePeaks, used: int) -> DevicePeaks:
+    """The peaks of a MIG slice with `used` of its GPU's compute slices: that share of the whole's."""
+    slices = _MIG_SLICES.get(key)
+    if slices is None or not 1 <= used <= slices:
+        raise UnknownDeviceError(
+            f"device_name={name!r}: a MIG slice of {used} compute slice{'s' * (used != 1)}, which {peaks.name} does not have "
+            f"({'no MIG' if slices is None else f'MIG profiles 1g to {slices}g'}). Pass the peak you trust "
+            f"as peak=... (FLOP/s), e.g. peak_flops({name!r}, precision, peak=...)."
+        )
+    return DevicePeaks(
+        f"{peaks.name}, MIG slice {used}g ({used}/{slices} of its SMs)",
+        {precision: flops * used / slices for precision, flops in peaks.flops.items()},
+        f"{peaks.source} × {used}/{slices} ({_MIG_SOURCE})",
+        peaks.missing,
+    )
+
+
 def peak_flops(device_name: torch.device | str, precision: str | torch.dtype, peak: float | None = None) -> float:
     """The dense peak FLOP/s of a GPU for a precision, from its datasheet. Defined in chapter 10.
 
-    ``device_name`` is a ``torch.cuda.get_device_name()`` string ("Tesla T4",
-    "NVIDIA A100-SXM4-40GB"), a CUDA device ("cuda:0"), or a `PEAKS` key ("A100 SXM").
-    ``precision`` is what the matmuls run in: "fp16"/"bf16" (or the torch dtype) under
-    autocast, "tf32" for fp32 with TF32 on, "fp32" otherwise (`matmul_precision` tells).
+    ``device_name`` is a ``torch.cuda.get_device_name()`` string ("Tesla T4", "NVIDIA
+    A100-SXM4-40GB"; a MIG slice's, "... MIG 1g.5gb", gets N/7 of the GPU's peak for "Ng"),
+    a CUDA device ("cuda:0"), or a `PEAKS` key ("A100 SXM"). ``precision`` is what the
+    matmuls run in: "fp16"/"bf16" (or the torch dtype) under autocast, "tf32" for fp32
+    with TF32 on, "fp32" otherwise (`matmul_precision` tells).
     Give ``peak`` (FLOP/s) for a device not in the table; it is returned as is. A precision
     the GPU cannot run natively (bf16 on a T4) raises an error that says what to use instead.
     """

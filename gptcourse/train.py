@@ -43,7 +43,8 @@ class TrainConfig:
     """The knobs of the training loop (chapter 7). Steps are optimizer steps.
 
     Every field is checked when the config is made: a nan learning rate or an
-    unknown dtype fails here, by name, not as a nan loss a thousand steps later.
+    unknown dtype fails here, by name, not as a nan loss a thousand steps later. It
+    cannot change afterwards: ``dataclasses.replace(config, lr=...)``, a checked copy.
     """
 
     max_steps: int = 1000
@@ -86,7 +87,7 @@ class TrainConfig:
         if warmup > self.max_steps:
             raise ValueError(
                 f"TrainConfig.warmup_steps must be <= max_steps={self.max_steps}, "
-                f"got {self.warmup_steps}."
+                f"got {self.warmup_steps}; give fewer, or None (max_steps // 10)."
             )
         # nan > 0 and nan < 0 are both False, so only finite_number catches nan.
         self.lr = finite_number("TrainConfig.lr", self.lr, strictly_above=0.0)
@@ -130,6 +131,15 @@ class TrainConfig:
         dtypes = (None, torch.float32, torch.float16, torch.bfloat16)
         one_of("TrainConfig.dtype", self.dtype, dtypes)
         non_negative_int("TrainConfig.seed", self.seed)
+        self._checked = True  # frozen from now: a change would skip these checks
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if "_checked" in self.__dict__:
+            raise dataclasses.FrozenInstanceError(
+                f"TrainConfig.{name} cannot change once checked: make a checked copy, "
+                f"dataclasses.replace(config, {name}=...)."
+            )
+        super().__setattr__(name, value)
 
 
 @dataclass
@@ -440,14 +450,8 @@ def train(
         if sample_every:
             sample(0)
     model.train()
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=start,
-        disable=not cfg.progress,
-        desc="training",
-        unit="step",
-        dynamic_ncols=True,
-    )
+    options = dict(desc="training", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not cfg.progress, **options)
     timer, timed_tokens = time.perf_counter(), 0
     try:
         for step in range(start, cfg.max_steps):
@@ -472,11 +476,8 @@ def train(
             history.step_loss.append(step_loss.item())
             history.grad_norm.append(grad_norm)
             tokens_per_second = timed_tokens / (time.perf_counter() - timer)
-            bar.set_postfix(
-                loss=f"{history.step_loss[-1]:.3f}",
-                tok_s=f"{tokens_per_second:,.0f}",
-                refresh=False,
-            )
+            shown, rate = f"{history.step_loss[-1]:.3f}", f"{tokens_per_second:,.0f}"
+            bar.set_postfix(loss=shown, tok_s=rate, refresh=False)
             bar.update(1)
             last = done == cfg.max_steps
             do_eval = done % cfg.eval_every == 0 or last

@@ -6,7 +6,6 @@ layout differs. `gptcourse.model` imports this module, never the reverse.
 
 from __future__ import annotations
 
-import json
 import socket
 import urllib.parse
 import urllib.request
@@ -15,10 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .config import ALIASES, GPTConfig
+
+# The checkpoint's files (config.json and safetensors), read back with their checks,
+# and CheckpointError: gptcourse.files, shared with appendix B's Llama.
+from .files import (
+    CheckpointError,
+    check_model_type,
+    hf_int,
+    hf_number,
+    read_json,
+    read_tensors,
+    write_hf_checkpoint,
+)
 
 # The hub repositories that hold OpenAI's weights, by our preset names.
 HF_REPOS = {
@@ -69,10 +78,6 @@ _HF_SIZES = {
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model (chapter 8)."""
-
-
 class WeightsUnavailableError(OSError):
     """GPT-2's weights are neither in the cache nor downloadable now (chapter 8)."""
 
@@ -91,25 +96,24 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> GPTConfig:
     """Our `GPTConfig` from a Hugging Face GPT-2 ``config.json``, as a dict (chapter 8).
 
     Dropout is 0: a loaded model is for inference or fine-tuning. Settings our model
-    does not implement are errors, not silently different numbers.
+    does not implement, and sizes that are not positive ints, are errors naming the
+    config.json key, not silently different numbers.
     """
+    check_model_type(hf_config, "gpt2")  # first: a Llama's keys are all "missing"
     missing = [key for key in _HF_SIZES if key not in hf_config]
     if missing:
         raise CheckpointError(
             f"The GPT-2 config is missing {', '.join(missing)}; "
             f"a GPT-2 config.json gives all of {', '.join(_HF_SIZES)}."
         )
-    if hf_config.get("model_type", "gpt2") != "gpt2":
-        raise CheckpointError(
-            f"This is a {hf_config['model_type']!r} checkpoint, not GPT-2."
-        )
+    sizes = {ours: hf_int(hf_config, theirs) for theirs, ours in _HF_SIZES.items()}
     activation = hf_config.get("activation_function", "gelu_new")
     if activation not in ("gelu_new", "gelu_pytorch_tanh"):
         raise CheckpointError(
             f"activation_function={activation!r}; "
             "our GELU is the tanh approximation ('gelu_new')."
         )
-    n_embd = hf_config["n_embd"]
+    n_embd = sizes["emb_dim"]
     if hf_config.get("n_inner") not in (None, 4 * n_embd):
         raise CheckpointError(
             f"n_inner={hf_config['n_inner']}; "
@@ -131,16 +135,12 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> GPTConfig:
             "tie_word_embeddings=False: "
             "our GPT ties the output head to the token embedding."
         )
-    if hf_config.get("layer_norm_epsilon", 1e-5) != 1e-5:
+    if hf_number(hf_config, "layer_norm_epsilon", 1e-5) != 1e-5:
         raise CheckpointError(
             f"layer_norm_epsilon={hf_config['layer_norm_epsilon']}; "
             "our LayerNorm uses 1e-5."
         )
-    return GPTConfig(
-        **{ours: hf_config[theirs] for theirs, ours in _HF_SIZES.items()},
-        drop_rate=0.0,
-        qkv_bias=True,
-    )
+    return GPTConfig(**sizes, drop_rate=0.0, qkv_bias=True)
 
 
 def config_to_hf(config: GPTConfig) -> dict[str, Any]:
@@ -257,56 +257,6 @@ def ours_to_hf(
     return out
 
 
-def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, or directory, sharded or not (chapter 8)."""
-    path = Path(path)
-    if path.is_file():
-        return _load_safetensors(path)
-    index = path / "model.safetensors.index.json"
-    if index.exists():  # a sharded checkpoint: the index maps each tensor to its shard
-        tensors: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(read_json(index)["weight_map"].values())):
-            tensors.update(_load_safetensors(path / shard))
-        return tensors
-    if not (path / "model.safetensors").exists():
-        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-        hint = (
-            " (a pytorch_model.bin is a pickle, which we do not load: "
-            "save the model as safetensors instead)"
-            if "pytorch_model.bin" in found
-            else ""
-        )
-        raise FileNotFoundError(
-            f"No model.safetensors in {path}; it holds {found}{hint}."
-        )
-    return _load_safetensors(path / "model.safetensors")
-
-
-def _load_safetensors(file: Path) -> dict[str, torch.Tensor]:
-    if file.stat().st_size == 0:
-        raise CheckpointError(
-            f"{file} is empty (0 bytes): an interrupted download or save. "
-            "Download or save it again."
-        )
-    try:
-        return load_file(file)
-    except SafetensorError as err:
-        raise CheckpointError(
-            f"{file} is not a readable safetensors file ({err}): it is truncated or "
-            "not a checkpoint. Download or save it again."
-        ) from None
-
-
-def read_json(file: Path) -> dict[str, Any]:
-    """A JSON file as a dict; invalid JSON is a `CheckpointError` (chapter 8)."""
-    try:
-        return json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(
-            f"{file} is not valid JSON ({err}): download or save it again."
-        ) from None
-
-
 def checkpoint_config(
     path: str | Path, config: GPTConfig | Mapping[str, Any] | str | None = None
 ) -> GPTConfig:
@@ -314,9 +264,16 @@ def checkpoint_config(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}.")
-    if config is not None:
-        return GPTConfig.coerce(config)
     config_file = path / "config.json"
+    if config is not None:
+        if path.is_dir() and config_file.is_file():
+            # the sizes come from `config`, but a Llama's files are still not GPT-2's
+            hf_config = read_json(config_file)
+            try:
+                check_model_type(hf_config, "gpt2")
+            except CheckpointError as err:
+                raise CheckpointError(f"{config_file}: {err}") from None
+        return GPTConfig.coerce(config)
     if path.is_dir() and config_file.exists():
         try:
             return config_from_hf(read_json(config_file))
@@ -378,17 +335,6 @@ def save_hf_checkpoint(model: torch.nn.Module, directory: str | Path) -> Path:
         config_to_hf(model.config),
         ours_to_hf(model.state_dict(), model.config.n_layers),
     )
-
-
-def write_hf_checkpoint(
-    directory: str | Path, hf_config: dict[str, Any], tensors: dict[str, torch.Tensor]
-) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into `directory` (chapter 8)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(hf_config, indent=2))
-    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
-    return directory
 
 
 def _repo(name: str) -> str:

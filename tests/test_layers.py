@@ -36,7 +36,7 @@ FRONT_DOOR_LAYER = "training"
 STUDENT_LAYERS = ("base", "text", "model", "training")
 MAX_MODULE_LINES = 500  # SPEC.md: small modules, each read in one sitting
 MAX_DOCSTRING_LINES = 10  # what and why in a few lines, quotes included; the prose is the book's
-MAX_MODEL_CLOSURE_LINES = 950  # model.py and what it imports: about a third of nanoGPT's 330 lines x 3
+MAX_MODEL_CLOSURE_LINES = 1000  # model.py and its imports, with the clear errors of issue 23
 COLUMNS = 88
 
 

@@ -529,6 +529,26 @@ def show(path: Path, rows: list[Row]) -> None:
         print(f"  {mark} {r.exercise or 'notebook'}{label}" + (f" ({r.detail})" if r.detail else ""))
 
 
+def target_problem(option: str, target: Path, is_folder: bool = False) -> str | None:
+    """What makes `target` no place for a report, said so that the fix is plain, or None.
+
+    Before `check_targets`' probe: a file where a folder must be makes mkdir say only "File
+    exists", and a device or pipe (--csv /dev/null) would be replaced by the report, which
+    is renamed over its path (as root, /dev/null itself would become the CSV).
+    """
+    for folder in [target, *target.parents] if is_folder else target.parents:
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                return f"{option} {target}: {folder} is a file, not a folder; choose a path in a folder you can write to"
+            break
+    if not is_folder and target.exists() and not target.is_file() and not target.is_dir():
+        return (
+            f"{option} {target} is not a regular file (a device, a pipe or a socket), and the report is written by "
+            f"replacing the file at that path: name a regular file, e.g. {option} grades.csv"
+        )
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("submissions", nargs="+", type=Path)
@@ -547,11 +567,16 @@ def main(argv=None) -> int:
     if not released:
         parser.error(f"no released chapter notebooks in {args.release}")
     try:  # before any grading: a report that cannot be written must not cost an hour of grading
+        for option, target, is_folder in (("--csv", args.csv, False), ("--summary", args.summary, False), ("--feedback", args.feedback, True)):
+            if target is not None and (problem := target_problem(option, target, is_folder)):
+                raise ReportError(problem)
         check_targets(args.csv, args.summary, args.feedback, inputs=args.submissions)
         for chapter in set(released.values()):
             points_of(nbformat.read(chapter, as_version=4))
     except (ReportError, ValueError) as e:
         parser.error(str(e))
+    except OSError as e:  # a folder on the way that cannot even be looked at
+        parser.error(f"cannot look at {e.filename}: {e.strerror}; choose paths you can write to for the reports")
 
     grade_sandbox.become_subreaper()
     walls = Walls()

@@ -86,15 +86,42 @@ def files(root: Path):
                 yield path
 
 
-def set_repository(url: str, branch: str | None = None, root: Path = ROOT) -> list[str]:
-    """Rewrite every place under `root` from its current repository to `url` (and `branch`); say what changed."""
+def current_repository(root: Path) -> tuple[str, str]:
+    """The (url, branch) that `root`'s _config.yml names, or a ValueError saying why there is none."""
     config_path = root / "_config.yml"
-    repo = yaml.safe_load(config_path.read_text(encoding="utf-8"))["repository"]
-    old, new = (repo["url"], str(repo["branch"])), (url, branch or str(repo["branch"]))
+    if not root.is_dir():
+        raise ValueError(f"--root {root} is not a folder: give the course's folder, the one holding _config.yml")
+    if not config_path.is_file():
+        raise ValueError(f"--root {root} has no _config.yml: give the course's folder, the one holding it")
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        why = " ".join(str(e).split())
+        raise ValueError(f"cannot read {config_path}: {why}; fix or restore it (git checkout -- _config.yml)") from None
+    repo = config.get("repository") if isinstance(config, dict) else None
+    if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or repo.get("branch") is None:
+        raise ValueError(
+            f"{config_path} has no repository.url and repository.branch: it is not the course's _config.yml, "
+            "or they were removed; restore them (git checkout -- _config.yml)"
+        )
+    return repo["url"], str(repo["branch"])
+
+
+def set_repository(url: str, branch: str | None = None, root: Path = ROOT) -> list[str]:
+    """Rewrite every place under `root` from its current repository to `url` (and `branch`); say what changed.
+
+    A `root` that is not the course's folder (no _config.yml naming its repository) is a ValueError.
+    """
+    root = Path(root)
+    config_path = root / "_config.yml"
+    old_url, old_branch = current_repository(root)
+    old, new = (old_url, old_branch), (url, branch or old_branch)
     if old == new:
         return []
     changes = []
-    for path in files(root):
+    # _config.yml last: it says which address is current, so that if a write fails on the way
+    # (a read-only file), running the tool again finds the old address and finishes the job.
+    for path in sorted(files(root), key=lambda p: p == config_path):
         name = path.relative_to(root).as_posix()
         if path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
@@ -127,7 +154,14 @@ def main(argv=None) -> int:
         parser.error(f"{args.url!r} is not a repository address: {problem}. For example: {EXAMPLE}")
     if args.branch is not None and (not BRANCH.fullmatch(args.branch) or ".." in args.branch or args.branch.endswith(("/", ".lock"))):
         parser.error(f"{args.branch!r} is not a branch name (for example: main)")
-    changes = set_repository(args.url, args.branch, args.root)
+    try:  # before any file is touched: a --root that is not the course's is refused whole
+        current_repository(args.root)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        changes = set_repository(args.url, args.branch, args.root)
+    except OSError as e:
+        parser.error(f"cannot rewrite {e.filename}: {e.strerror}; make it writable and run this again (it finishes the job)")
     if not changes:
         print(f"Nothing to change: the course already points at {args.url}.")
     else:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -98,10 +100,42 @@ def select(paths: list[Path], names: list[str]) -> list[Path]:
     return [p for k, p in keys.items() if k in wanted]
 
 
+class OutError(ValueError):
+    """The student edition cannot be written where --out says (a file in the way, no permission)."""
+
+
+def check_out(out: Path, names: tuple[str, ...] | list[str] = ()) -> None:
+    """Make the folder `out` if need be and prove that it takes files, or raise `OutError` saying why not.
+
+    Run before any notebook is written, so that a bad --out leaves no half-written edition.
+    """
+    out = Path(out)
+    fix = "choose a folder you can write to (e.g. --out student)"
+    try:
+        for folder in (out, *out.parents):
+            if folder.exists() or folder.is_symlink():
+                if not folder.is_dir():
+                    raise OutError(f"--out {out}: {folder} is a file, not a folder; {fix}")
+                break
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".student-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutError(f"--out {out}: cannot write there ({e.strerror or e}); {fix}") from None
+    for name in [*names, "README.md"]:
+        if (out / name).is_dir():
+            raise OutError(f"--out {out}: {out / name} is a folder, where the file {name} goes; move it away, or {fix}")
+
+
 def write_student_edition(out: Path, root: Path = ROOT, chapters: list[str] | None = None) -> list[Path]:
-    """Write every chapter's student notebook (or those `chapters` names) into `out`; return their paths."""
+    """Write every chapter's student notebook (or those `chapters` names) into `out`; return their paths.
+
+    An `out` that cannot be written is an `OutError` before anything is written.
+    """
     paths = notebook_paths(root) if chapters is None else select(notebook_paths(root), chapters)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    check_out(out, [p.name for p in paths])
     written = []
     for path in paths:
         target = out / path.name
@@ -129,6 +163,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         written = write_student_edition(args.out, chapters=args.chapters)
+    except OutError as error:
+        parser.error(str(error))
+    except OSError as error:  # a notebook that cannot be replaced (read-only), found while writing
+        parser.error(f"--out {args.out}: cannot write {error.filename}: {error.strerror}; make it writable, or choose another --out")
     except ValueError as error:
         parser.error(f"--chapters: {error}")
     for path in written:
