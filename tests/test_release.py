@@ -230,10 +230,10 @@ def fake_tools(tmp_path):
     return make
 
 
-# What a person might type, meant or not, that a shell would run if the value were pasted into the recipe.
-# (`$$` is make's own escape for `$`: the tool gets `$(touch ...)`, as text. A single `$(...)` is
-# make's syntax, which make expands in any variable before anything else sees it.)
-HOSTILE = ['"; touch {pwned}; echo "', "$$(touch {pwned})", "`touch {pwned}`", "'; touch {pwned}; '"]
+# What a person might type, meant or not, that a shell (or make itself: `$(shell ...)`) would run if
+# the value were pasted into the recipe. The Makefile takes each value verbatim ($(value ...)), so
+# the tool receives exactly what was typed, `$$` and `$(...)` included, as text.
+HOSTILE = ['"; touch {pwned}; echo "', "$$(touch {pwned})", "$(shell touch {pwned})", "`touch {pwned}`", "'; touch {pwned}; '"]
 
 
 @needs_make
@@ -241,7 +241,7 @@ HOSTILE = ['"; touch {pwned}; echo "', "$$(touch {pwned})", "`touch {pwned}`", "
 def test_make_passes_values_as_data(fake_tools, tmp_path, hostile):
     pwned = tmp_path / "pwned"
     typed = hostile.format(pwned=pwned)
-    value = typed.replace("$$", "$")  # what the tool receives
+    value = typed  # what the tool receives: the value verbatim
     done, runs = fake_tools("student", f"CHAPTERS={typed}")
     assert done.returncode == 0, done.stderr
     assert runs == [["tools/student_edition.py", "--out", "student", "--chapters", value]]
