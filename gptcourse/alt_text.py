@@ -1,15 +1,9 @@
 """Alt text for the course's figures: one sentence saying what a figure shows.
 
-A reader who cannot see a figure (a screen reader, an image that failed to load) gets
-its alt text instead, so each figure carries one, written where the figure is drawn:
-
-    fig = plot_losses(history)      # plot functions describe their own figures
-    describe(fig, "Training loss falls from 10.8 to 3.1 over 200 steps.")  # or you do
-
-The sentence travels inside the figure's PNG, as the PNG standard's "Description"
-text chunk, so it needs no notebook metadata: `use_style()` makes the notebook draw
-figures that way, and the book reads the chunk into each image's alt attribute
-(tools/book_figures.py, which fails the build on a figure without one).
+Written where the figure is drawn: plot functions call `describe(fig, "...")` on their
+own figures. The sentence travels inside the PNG (its "Description" text chunk) once
+`use_style()` has run, and the book puts it into the image's alt attribute
+(tools/book_figures.py), for readers who cannot see the figure.
 """
 
 from __future__ import annotations
