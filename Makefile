@@ -1,11 +1,14 @@
 # The few commands a person types. Each one sets up .venv first if it is missing.
 #   make book     build the book into _build/html (runs every notebook, with a cache)
-#   make test     lint, unit tests, every notebook under nbval, the book with warnings as errors
+#   make test     lint, unit tests, every notebook under nbval, the book with warnings as errors,
+#                 then the book and its PDF in a browser (make browser)
 #   make bench    our GPT against Hugging Face's GPT-2, then the optimisation ladder, on this machine
 #   make gpu      on an NVIDIA GPU: every notebook, the ladder and the MFU benchmark, recorded
 #   make student  the student edition into student/: the chapters with the solutions taken out
 #                 (CHAPTERS=04,07: those chapters only)
-#   make browser  the book (make book) in a real browser, offline (Chromium, Playwright)
+#   make pdf      the whole book as one PDF, _build/html/build-a-gpt.pdf (the book's page links it),
+#                 printed offline by Debian's Chromium after make book
+#   make browser  the book and its PDF (make pdf) in a real browser, offline (Chromium, Playwright)
 #   make repository URL=https://github.com/you/build-a-gpt   a fork's own address, everywhere
 #   make release VERSION=0.2.0   commit and tag release v0.2.0, which the install cells and Colab links name
 
@@ -32,7 +35,7 @@ TOOLS_VENV   ?= .venv-tools
 TOOLS_PYTHON := $(TOOLS_VENV)/bin/python
 TOOLS_STAMP  := $(TOOLS_VENV)/.setup-done
 
-.PHONY: setup book test lint unit nbval bench ladder gpu clean student browser repository release tools-venv
+.PHONY: setup book pdf test lint unit nbval bench ladder gpu clean student browser repository release tools-venv
 
 # RequireJS and the ipywidgets embedder, served by the book itself so that pages with widgets
 # need no CDN (tools/book_extension.py adds them to those pages). From the npm registry.
@@ -71,7 +74,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 unit: setup
-	$(VENV)/bin/pytest tests -n auto -q --ignore=tests/test_browser.py
+	$(VENV)/bin/pytest tests -n auto -q --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
 
 # --dist loadfile keeps each notebook's cells on one worker (plain `load` scatters them).
 # One thread per kernel: two workers share the two cores instead of fighting over them.
@@ -81,11 +84,18 @@ nbval: setup
 
 test: lint unit nbval book browser
 
-# The book, then Debian's Chromium (never a browser downloaded by a test tool). BOOK_REQUIRED=1:
-# here a missing book or browser fails the test; under plain `pytest` it skips, with the reason.
-browser: book
+# The whole book as one PDF (tools/book_pdf.py): the book again as a single page (Sphinx's
+# singlehtml, into _build/pdf; the notebooks' outputs come from make book's cache), printed by
+# Debian's Chromium, offline, into _build/html, where the published book links it.
+pdf: book
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
-	BOOK_REQUIRED=1 $(VENV)/bin/pytest tests/test_browser.py -q
+	$(PYTHON) tools/book_pdf.py
+
+# The book and its PDF, then Debian's Chromium (never a browser downloaded by a test tool).
+# BOOK_REQUIRED=1: here a missing book, PDF or browser fails the test; under plain `pytest` it
+# skips, with the reason.
+browser: pdf
+	BOOK_REQUIRED=1 $(VENV)/bin/pytest tests/test_browser.py tests/test_pdf.py -q
 
 # pip's --group (pip 25.1 or newer, hence the upgrade) installs a dependency group alone, without
 # the package and its torch.

@@ -2,7 +2,8 @@
 
 Unlike the figures of `gptcourse.plots`, these show no measurement: boxes and arrows for the
 shape changes of multi-head attention (chapter 4) and the wiring of a transformer block
-(chapter 5). Each function returns the matplotlib ``Figure``, at most the page's width.
+(chapter 5). Each function returns the matplotlib ``Figure``, described (alt text) and
+narrow enough for its text to be read on a phone.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
+from .alt_text import describe
 from .checks import positive_int
 from .plots import COLORS, PAGE_WIDTH
 
-FONT = 9  # points: at least 8 once the book shows the figure at nine tenths of its size
+FONT = 10  # points: at least 8 CSS px on a phone, in a figure up to 6.2 inches wide
 
 
 def _arrow(ax, start, end, **kwargs) -> None:
@@ -33,41 +35,54 @@ def _bare(ax) -> None:
 
 
 def plot_head_split(n_heads: int = 4) -> Figure:
-    """Chapter 4's steps 1-7 as pictures: one (T, d) matrix split into `n_heads` column blocks,
-    each head attending on its own, and the blocks concatenated back and mixed by W_o.
+    """Chapter 4's steps 1-7 as pictures, top to bottom: one (T, d) matrix split into `n_heads`
+    column blocks, each head attending on its own, the blocks concatenated and mixed by W_o.
     """
     n_heads = positive_int("n_heads", n_heads)
     if n_heads > 8:
         raise ValueError(f"n_heads={n_heads}: the diagram has room for at most 8 heads; pass 8 or fewer")
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 2.6))
-    _bare(ax)
-    width, height = 2.0, 1.6  # of a (T, d) matrix
-    col = width / n_heads
     colors = [COLORS[i % len(COLORS)] for i in range(n_heads)]
+    # Drawn in inches, top to bottom, so that it stays narrow enough for a phone: the
+    # pictures in a column on the left, what they mean beside them.
+    width, mat_w, mat_h, text_x = 5.6, 1.6, 0.8, 2.0
+    row = 0.3  # inches per head, room for a line of text
+    heads_h = row * n_heads
+    height = 0.45 + mat_h + 0.6 + 0.3 + heads_h + 0.6 + mat_h + 0.05
+    fig = plt.figure(figsize=(width, height))
+    fig.set_layout_engine("none")  # the axes fill the figure: nothing to lay out
+    ax = fig.add_axes((0, 0, 1, 1))
+    _bare(ax)
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    col = mat_w / n_heads
 
-    def matrix(x0, label, below):
+    def matrix(top, label, shape):
         for i in range(n_heads):
-            ax.add_patch(Rectangle((x0 + i * col, 0), col, height, facecolor=colors[i], alpha=0.55, edgecolor="0.2"))
-        ax.text(x0 + width / 2, height + 0.15, label, ha="center", va="bottom", fontsize=FONT)
-        ax.text(x0 + width / 2, -0.15, below, ha="center", va="top", fontsize=FONT)
+            ax.add_patch(Rectangle((0.1 + i * col, top - mat_h), col, mat_h, facecolor=colors[i], alpha=0.55, edgecolor="0.2"))
+        ax.text(text_x, top - mat_h / 2, f"{label}\n{shape}", ha="left", va="center", fontsize=FONT)
 
-    matrix(0.0, "q = x W_q", "(B, T, d): head i owns\ncolumns i·d_h … (i+1)·d_h − 1")
-    # the heads, stacked as a batch
-    x_heads, gap = 3.3, 0.12
-    h_each = (height - gap * (n_heads - 1)) / n_heads
+    def step(top, text):  # an arrow down, and what it does
+        _arrow(ax, (0.1 + mat_w / 2, top - 0.05), (0.1 + mat_w / 2, top - 0.55))
+        ax.text(text_x, top - 0.3, text, ha="left", va="center", fontsize=FONT, color="0.3")
+        return top - 0.6
+
+    y = height - 0.45
+    ax.text(0.1, height - 0.05, f"Multi-head attention with h = {n_heads} heads", ha="left", va="top", fontsize=FONT + 2, weight="bold")
+    matrix(y, "q = x W_q, shape (B, T, d): head i owns", "columns i·d_h … (i+1)·d_h − 1")
+    y = step(y - mat_h, "view + transpose (steps 2-3)")
+    ax.text(text_x, y - 0.15, "(B, h, T, d_h): each head attends alone", ha="left", va="center", fontsize=FONT)
+    y -= 0.3
     for i in range(n_heads):
-        y = height - (i + 1) * h_each - i * gap
-        ax.add_patch(Rectangle((x_heads, y), 0.9, h_each, facecolor=colors[i], alpha=0.55, edgecolor="0.2"))
-        ax.text(x_heads + 1.0, y + h_each / 2, f"head {i}: softmax(q_{i} k_{i}ᵀ/√d_h + M) v_{i}", ha="left", va="center", fontsize=FONT - 1)
-    ax.text(x_heads + 0.45, height + 0.15, "(B, h, T, d_h)", ha="center", va="bottom", fontsize=FONT)
-    ax.text(x_heads + 0.45, -0.15, "view + transpose:\nsteps 2-3", ha="center", va="top", fontsize=FONT)
-    _arrow(ax, (width + 0.1, height / 2), (x_heads - 0.1, height / 2))
-    x_out = 8.1
-    matrix(x_out, "concatenate, then · W_o", "(B, T, d): transpose + reshape\n(steps 6-7, a copy)")
-    _arrow(ax, (x_heads + 3.55, height / 2), (x_out - 0.1, height / 2))
-    ax.set_xlim(-0.3, x_out + width + 0.3)
-    ax.set_ylim(-0.75, height + 0.45)
-    ax.set_title(f"Multi-head attention: split the width into h = {n_heads} heads, attend, merge", fontsize=FONT + 2)
+        top = y - i * row
+        ax.add_patch(Rectangle((0.1 + (mat_w - 0.9) / 2, top - row + 0.04), 0.9, row - 0.08, facecolor=colors[i], alpha=0.55, edgecolor="0.2"))
+        ax.text(text_x, top - row / 2, f"head {i}: softmax(q_{i} k_{i}ᵀ/√d_h + M) v_{i}", ha="left", va="center", fontsize=FONT)
+    y = step(y - heads_h, "transpose + reshape (steps 6-7, a copy)")
+    matrix(y, "concatenate, then · W_o", "shape (B, T, d)")
+    word = "head" if n_heads == 1 else f"{n_heads} heads"
+    describe(fig, f"Diagram, top to bottom: the queries q = x W_q, a (B, T, d) matrix whose "
+             f"columns are split into {n_heads} coloured blocks; the {word}, each attending "
+             f"on its own as a (B, h, T, d_h) batch; and the blocks concatenated back into "
+             f"(B, T, d) and multiplied by W_o.")
     return fig
 
 
@@ -108,4 +123,8 @@ def plot_transformer_block() -> Figure:
     ax.set_xlim(-1.0, 8.2)
     ax.set_ylim(-0.6, 7.6)
     ax.set_title("GPT-2's pre-norm transformer block", fontsize=FONT + 2)
+    describe(fig, "Diagram of GPT-2's pre-norm transformer block: the residual stream runs "
+             "straight up from x to y through two additions; two branches, LayerNorm 1 then "
+             "causal multi-head attention and LayerNorm 2 then the feed-forward network "
+             "(d → 4d → GELU → d), each add their result to it after dropout.")
     return fig

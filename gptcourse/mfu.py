@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import statistics
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,7 +188,8 @@ class TrainingMeasurement:
             )
         if self.peak_memory is not None:
             lines.append(f"  peak memory {self.peak_memory / GIB:.2f} GiB (estimate {self.estimated_memory / GIB:.2f} GiB)")
-        return "\n".join(lines)
+        # a printed line wraps at 88 characters, the width the book's output column shows
+        return "\n".join(textwrap.fill(line, width=88, subsequent_indent="    ") for line in lines)
 
 
 def measure_training(

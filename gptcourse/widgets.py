@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from .alt_text import describe
 from .attention import causal_mask
 from .checks import finite_number, one_of
 from .config import PRESETS, GPTConfig
@@ -154,7 +155,15 @@ class AttentionExplorer(LiveFigure):
         tokens, weights = self.weights()
         scale = f"/ √{self.embedding.embedding_dim}" if self.scale.value else "unscaled"
         mask = "causal" if self.causal.value else "no mask"
-        return plot_attention(weights, tokens, f"softmax(x·xᵀ {scale} / {self.temperature.value:.3g}), {mask}")
+        title = f"softmax(x·xᵀ {scale} / {self.temperature.value:.3g}), {mask}"
+        fig = plot_attention(weights, tokens, title)
+        last, peak = tokens[-1].strip(), weights[-1].max().item()
+        favourite = tokens[weights[-1].argmax().item()].strip()
+        mean_peak = weights.max(dim=-1).values.mean().item()
+        return describe(fig, f"Heatmap of the attention weights among the {len(tokens)} tokens "
+                        f"of “{self.sentence.value}”, {title}: the last token, “{last}”, gives "
+                        f"its largest weight, {peak:.2f}, to “{favourite}”; a token's largest "
+                        f"weight is {mean_peak:.2f} on average.")
 
 
 
@@ -220,32 +229,43 @@ class FlopCalculator(LiveFigure):
 
     def figure(self) -> Figure:
         state = self.numbers()
-        count = state["count"]
-        # As wide as the page's column (PAGE_WIDTH), so that it is shown near its own size.
-        fig, (left, right) = plt.subplots(
-            1, 2, figsize=(PAGE_WIDTH, 4.2), gridspec_kw={"width_ratios": [1.5, 1]}, layout="constrained"
+        count, devices = state["count"], list(state["devices"].values())
+        # One panel above the other, each as wide as the column: legible on a phone.
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(PAGE_WIDTH, 6.8), height_ratios=[2.2, 1], layout="constrained"
         )
         rows = count.rows()
-        left.barh([r["component"] for r in rows][::-1], [r["total"] / 1e12 for r in rows][::-1], color=COLORS[0])
-        left.set_xlabel("TFLOPs per training step", fontsize=9)
-        left.tick_params(labelsize=8)
-        left.set_title(f"{count.total / 1e12:,.1f} TFLOPs per step\n({count.per_token / 1e9:.2f} GFLOP/token)", fontsize=10)
+        top.barh([r["component"] for r in rows][::-1], [r["total"] / 1e12 for r in rows][::-1], color=COLORS[0])
+        top.set_xlabel("TFLOPs per training step")
+        top.set_title(f"{count.total / 1e12:,.1f} TFLOPs per step ({count.per_token / 1e9:.2f} GFLOP/token)", fontsize=11)
         parts = ["weights", "gradients", "optimizer", "activations", "logits"]
-        top = 0.0
-        for x, d in enumerate(state["devices"].values()):
-            bottom, sizes = 0.0, d["memory"].to_dict()
+        names = [f"{_short(d['label'])}, {d['precision']}" for d in devices]
+        widest = 0.0
+        for y, d in enumerate(devices):
+            end, sizes = 0.0, d["memory"].to_dict()  # the parts, one after another
             for i, part in enumerate(parts):
-                right.bar(x, sizes[part] / 1e9, bottom=bottom, color=COLORS[i], label=part if x == 0 else None)
-                bottom += sizes[part] / 1e9
-            right.hlines(d["memory_gb"], x - 0.45, x + 0.45, color="black", ls="--", lw=1)
-            right.text(x, d["memory_gb"], f"{d['memory_gb']} GB", ha="center", va="bottom", fontsize=8)
-            top = max(top, 1.15 * bottom, 1.15 * d["memory_gb"])
-        right.set_xticks(range(len(state["devices"])), [f"{_short(n)}\n{d['precision']}" for n, d in state["devices"].items()], fontsize=8)
-        right.tick_params(axis="y", labelsize=8)
-        right.set_ylim(0, top)
-        right.set_ylabel("GB", fontsize=9)
-        right.set_title("estimated memory of a step;\ndashed: the GPU's", fontsize=10)
-        fig.legend(loc="outside lower right", ncol=3, fontsize=8)
+                bottom.barh(y, sizes[part] / 1e9, 0.6, left=end, color=COLORS[i], label=part if y == 0 else None)
+                end += sizes[part] / 1e9
+            bottom.vlines(d["memory_gb"], y - 0.45, y + 0.45, color="black", ls="--", lw=1)
+            bottom.text(d["memory_gb"], y, f" {d['memory_gb']} GB", va="center", fontsize=10)
+            widest = max(widest, end, d["memory_gb"])
+        bottom.set_xlim(0, 1.2 * widest)  # room for the GPU's label right of its line
+        bottom.set_yticks(range(len(devices)), names)
+        bottom.invert_yaxis()
+        bottom.set_xlabel("GB")
+        bottom.set_title("Estimated memory of a step; dashed: the GPU's", fontsize=11)
+        fig.legend(loc="outside lower center", ncol=3, fontsize=10)
+        cfg = state["config"]
+        memory = "; ".join(
+            f"on the {_short(d['label'])} in {d['precision']}, {d['memory'].total / 1e9:,.1f} GB "
+            f"of its {d['memory_gb']} GB" for d in devices
+        )
+        top_row = max(rows, key=lambda r: r["total"])
+        describe(fig, f"Two bar charts for {self.preset.value} at context {cfg.context_length} "
+                 f"and batch {self.batch.value}. Top: the {count.total / 1e12:,.1f} TFLOPs of a "
+                 f"training step by component, the largest the {top_row['component']} "
+                 f"({top_row['total'] / 1e12:,.2f} TFLOPs). Bottom: the estimated memory of a "
+                 f"step, {memory}.")
         return fig
 
     def markdown(self) -> str:

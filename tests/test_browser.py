@@ -4,8 +4,10 @@ driven by Playwright, on the pages served from _build/html over loopback.
 Every page in _toc.yml loads, with its title, its figures and its math rendered; a chapter's
 Colab button opens that chapter's notebook in the repository; solutions stay hidden until
 clicked; a chapter's launch menu offers "Open the exercises in Colab", its student edition in
-the repository, and its download menu the student notebook, served by the book; pages with
-widgets carry their state and render them; and nothing is fetched from
+the repository, and its download menu the notebook with no outputs, the notebook as the book ran
+it (outputs included) and the student notebook, served by the book; each chapter figure has a
+sentence of alt text, opens full size on a tap and fits the column; pages with widgets carry
+their state and render them, and only they load the widget scripts (tqdm's bar is text); and nothing is fetched from
 anywhere but loopback, with no failed request and no error in the console. Every page has one
 search box and an icon, holds an 88-character code line without scrolling on a 1280-px
 desktop, and never scrolls sideways on a 390-px phone. `make browser` runs it (make test does,
@@ -18,6 +20,7 @@ reason; `make browser` sets BOOK_REQUIRED=1, and there each is a failure.
 import functools
 import http.server
 import os
+import re
 import sys
 import threading
 import urllib.parse
@@ -91,6 +94,19 @@ SCROLLS_SIDEWAYS = """() => Object.fromEntries(
   .filter(([, e]) => e && e.checkVisibility({visibilityProperty: true}))
   .map(([name, e]) => [name, e === document.documentElement ? e.scrollWidth - window.innerWidth : e.scrollWidth - e.clientWidth])
   .filter(([, px]) => px > 0))"""
+
+# The article's figures (visible images): drawn and shown widths, alt text, and the link around each.
+FIGURES = """() => Array.from(document.querySelectorAll("main img")).filter(i => i.getBoundingClientRect().width > 0).map(i => ({
+  src: i.getAttribute("src"), alt: i.getAttribute("alt") || "", natural: i.naturalWidth,
+  shown: i.getBoundingClientRect().width, link: i.closest("a") ? i.closest("a").getAttribute("href") : null}))"""
+# The article column's width (tools/book_sweep.py measures it), as tests/legibility.py assumes it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from legibility import DESKTOP_COLUMN_PX, PHONE_COLUMN_PX  # noqa: E402
+
+# The theme's icons a reader can see (the header's buttons): their width and font.
+ICONS = """() => Array.from(document.querySelectorAll(".bd-header-article i[class*='fa-']"))
+  .filter(i => i.checkVisibility()).map(i => ({cls: i.className, width: i.getBoundingClientRect().width,
+    font: getComputedStyle(i, "::before").fontFamily}))"""
 
 # Search boxes a reader can see (the theme's search buttons and fields; its pop-up form stays hidden).
 SEARCH_BOXES = """() => Array.from(document.querySelectorAll(".search-button__button, form.bd-search"))
@@ -195,6 +211,9 @@ def test_page(page, docname):
     # Figures: every image loaded and decoded.
     broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
     assert not broken, f"images that did not load: {broken}"
+    figures = page.evaluate(FIGURES)
+    if (ROOT / f"{docname}.ipynb").exists():
+        check_figures(page, figures)
 
     # Math: every formula typeset by MathJax (served from the book itself).
     n_math = page.locator("main .math").count()
@@ -220,6 +239,17 @@ def test_page(page, docname):
         assert served.ok, f"the student notebook {download!r} is not served"
         student = nbformat.reads(served.text(), as_version=4)
         assert "Student edition" in student.cells[0].source and not any("solution" in c.metadata.get("tags", []) for c in student.cells)
+        # The download menu: the source (no outputs), the chapter as the book ran it, the exercises.
+        labels = [t.strip() for t in page.locator(".dropdown-download-buttons a").all_inner_texts()]
+        assert labels[:3] == [".ipynb (no outputs)", ".ipynb (with outputs)", ".ipynb (exercises)"], labels
+        executed = page.locator(".dropdown-download-buttons a.btn-download-executed-button").get_attribute("href")
+        served = page.request.get(urllib.parse.urljoin(page.url, executed))
+        assert served.ok, f"the executed notebook {executed!r} is not served"
+        ran = nbformat.reads(served.text(), as_version=4)
+        source = nbformat.read(ROOT / f"{docname}.ipynb", as_version=4)
+        assert [(c.id, c.source) for c in ran.cells] == [(c.id, c.source) for c in source.cells], "the source's cells, plain exercises"
+        code = [c for c in ran.cells if c.cell_type == "code"]
+        assert sum(bool(c.outputs) for c in code) > len(code) // 2 and all(c.execution_count for c in code), "outputs of the build's run"
 
     # Solutions: closed until clicked.
     for solution in page.locator(".solution.dropdown").all():
@@ -242,12 +272,21 @@ def test_page(page, docname):
         assert page.locator("script[type='application/vnd.jupyter.widget-state+json']").count() == 1
         page.locator(".jupyter-widgets").first.wait_for(timeout=15_000)
     else:
-        assert page.locator("script[src*='embed-amd']").count() == 0
+        assert page.locator("script[src*='embed-amd'], script[src*='require.js']").count() == 0
+        assert page.locator("script[type='application/vnd.jupyter.widget-state+json']").count() == 0
+    # tqdm's bar, a widget in Colab, is the line tqdm prints in a terminal here.
+    if docname == "notebooks/07_training":
+        assert re.search(r"training: 100%\|█{10}\| (\d+)/\1 \[", page.locator("main").inner_text()), "no finished progress bar as text"
 
     # Nothing scrolls sideways on a desktop; one search box; the book's icon (else the browser
     # asks for /favicon.ico, a 404).
     assert not page.evaluate(SCROLLS_SIDEWAYS), "scrolls sideways (px) on a 1280-px desktop"
     assert page.evaluate(SEARCH_BOXES) == 1, "one search box on a desktop"
+    # The theme's icons come from the Font Awesome web fonts of its CSS, not from fontawesome.js
+    # (1.5 MB a page; book/_templates/layout.html leaves it out): each is drawn, in that font.
+    assert page.locator("script[src*='fontawesome.js']").count() == 0
+    icons = page.evaluate(ICONS)
+    assert icons and all(i["width"] > 0 and "Font Awesome" in i["font"] for i in icons), f"icons not drawn by the web font: {icons}"
     icon = page.locator("link[rel~='icon']").first.get_attribute("href")
     assert icon and page.request.get(urllib.parse.urljoin(page.url, icon)).ok, f"the page's icon {icon!r} does not load"
 
@@ -263,6 +302,8 @@ def test_page(page, docname):
     sideways = page.evaluate(SCROLLS_SIDEWAYS)
     assert not sideways, f"scrolls sideways (px) at {PHONE['width']} px: {sideways}; {page.evaluate(STICKING_OUT)}"
     assert not page.evaluate(STICKING_OUT), f"out of the viewport at {PHONE['width']} px"
+    for figure in page.evaluate(FIGURES):  # shown whole up to the column's width, never stretched
+        assert abs(figure["shown"] - min(figure["natural"], PHONE_COLUMN_PX)) <= 2, f"a figure is shown at an unexpected width on a phone: {figure}"
     assert page.evaluate(SEARCH_BOXES) == 1, "one search box on a phone"
 
     # Offline and clean: nothing requested outside loopback, no failed request, no console error,
@@ -274,6 +315,19 @@ def test_page(page, docname):
     assert len(page.locator("main").inner_text()) > 200
 
 
+def check_figures(page, figures) -> None:
+    """A chapter's figures: each says what it shows, opens full size on a tap, and fits the desktop column.
+
+    Each is drawn at most DESKTOP_COLUMN_PX wide, so on a phone it is shown at most 736/358 =
+    2.1 times smaller than drawn; tests/legibility.py checks, figure by figure, that its text
+    stays legible at that scale (the plot functions' tests and the notebooks' inline figures)."""
+    for figure in figures:
+        assert len(figure["alt"].split()) >= 4 and not figure["alt"].endswith(".png"), f"a figure's alt text says not what it shows: {figure}"
+        assert figure["natural"] <= DESKTOP_COLUMN_PX, f"a figure is drawn wider than the desktop column ({DESKTOP_COLUMN_PX} px): {figure}"
+        assert figure["link"] and figure["link"].endswith(".png"), f"a figure does not open full size on a tap: {figure}"
+        assert page.request.get(urllib.parse.urljoin(page.url, figure["link"])).ok, f"a figure's full-size link is not served: {figure}"
+
+
 def plain(text: str) -> str:
     """Text as a reader sees it: no Markdown backticks, straight quotes, single spaces."""
     return " ".join(text.replace("`", "").replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"').split())
@@ -282,7 +336,7 @@ def plain(text: str) -> str:
 def test_instructor_guide_lists_every_chapter(page):
     """The guide's tables, as rendered, name every chapter, its objectives and its exercises."""
     page.goto(page.site + "book/instructors.html")
-    text = plain(page.locator("main").inner_text())
+    text = plain(page.locator("main").text_content())  # closed dropdowns too: inner_text skips them
     for path in notebook_paths(ROOT):
         nb = nbformat.read(path, as_version=4)
         meta = nb.metadata["course"]
@@ -291,3 +345,21 @@ def test_instructor_guide_lists_every_chapter(page):
         for item in [*meta["objectives"], *titles]:
             if "$" not in item:  # (math renders as MathJax, not as its source)
                 assert plain(item) in text, f"{path.name}: {item!r} is not in the rendered guide"
+
+
+# Tables of the page (in <main>) wider than the box that holds them: they scroll sideways there.
+TABLES_SCROLLING = """() => Array.from(document.querySelectorAll("main table"))
+  .filter(t => t.scrollWidth > t.parentElement.clientWidth + 1)
+  .map(t => t.rows[0].innerText.replace(/\\s+/g, " ").slice(0, 60))"""
+
+
+def test_instructor_guide_can_be_scanned(page):
+    """The guide opens with one overview of the chapters, which fits a phone; each chapter's
+    details wait in a closed dropdown, so the page is a few screens, not forty."""
+    page.set_viewport_size(PHONE)
+    page.goto(page.site + "book/instructors.html")
+    assert page.evaluate(TABLES_SCROLLING) == [], "tables that scroll sideways on a 390-px phone"
+    titles = [s.strip() for s in page.locator("main details:not([open]) > summary").all_inner_texts()]
+    for path in notebook_paths(ROOT):
+        meta = nbformat.read(path, as_version=4).metadata["course"]
+        assert chapter_heading(meta["chapter"], meta["title"]) in titles, f"{path.name}: no closed dropdown"

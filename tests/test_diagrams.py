@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pytest
 from matplotlib.patches import Rectangle
 
+from gptcourse.alt_text import alt_text
 from gptcourse.diagrams import plot_head_split, plot_transformer_block
-from gptcourse.plots import PAGE_WIDTH
+from gptcourse.plots import PAGE_WIDTH, use_style
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from legibility import assert_legible  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +51,20 @@ def test_block_shows_both_branches_and_the_two_equations():
     assert texts.count("+") == 2  # two residual additions
     assert all(t.get_fontsize() >= 8 for ax in fig.axes for t in ax.texts)
     assert fig.get_size_inches()[0] <= PAGE_WIDTH
+
+
+@pytest.mark.parametrize("n_heads", [1, 4, 8])
+def test_head_split_is_legible_on_a_phone_and_says_what_it_shows(n_heads):
+    use_style()
+    fig = plot_head_split(n_heads)
+    assert_legible(fig, f"head split, {n_heads} heads")
+    text = alt_text(fig)
+    assert f"split into {n_heads} coloured blocks" in text and "multiplied by W_o" in text and text.endswith(".")
+
+
+def test_block_is_legible_on_a_phone_and_says_what_it_shows():
+    use_style()
+    fig = plot_transformer_block()
+    assert_legible(fig, "transformer block")
+    text = alt_text(fig)
+    assert "residual stream" in text and "LayerNorm 1" in text and "(d → 4d → GELU → d)" in text and text.endswith(".")

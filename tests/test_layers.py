@@ -27,7 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "model": ("attention", "kv_cache", "generate", "model", "weights"),
     "training": ("device", "checkpoint", "train"),
     "measurement": ("flops", "peaks", "timing", "memory", "mfu", "gpu_budget", "ladder", "results", "perf"),
-    "figures": ("alt_text", "plots", "perf_plots", "diagrams", "widgets"),
+    "figures": ("alt_text", "figure_style", "model_plots", "plots", "perf_plots", "diagrams", "widgets"),
     "appendices": ("data_parallel", "distributed", "sharding", "llama_rope", "llama", "llama_weights", "llama_flops", "llama_check"),
 }
 # `import gptcourse` is the front door of chapters 1–7: it may open onto those layers only.

@@ -101,7 +101,7 @@ def test_the_summary_names_an_unlisted_gpus_peak():
         m, device="NVIDIA GeForce RTX 4090", precision="bf16", peak_flops=150e12, measured_peak_flops=150e12,
         peak_source="measured matmul (no datasheet figure for NVIDIA GeForce RTX 4090)",
     )  # fmt: skip
-    summary = unlisted.summary()
+    summary = " ".join(unlisted.summary().split())  # as read: its lines may wrap
     assert "(measured matmul (no datasheet figure for NVIDIA GeForce RTX 4090))" in summary
     assert "of the measured matmul peak" not in summary, "one denominator, said once"
 
@@ -110,3 +110,18 @@ def test_the_summary_names_an_unlisted_gpus_peak():
 def test_fused_adamw_can_be_measured():
     m = measure_training(GPT(TINY), batch_size=1, seq_len=8, steps=1, warmup=1, fused=True)
     assert m.tokens_per_second > 0
+
+
+def test_the_summary_fits_the_books_88_columns():
+    # The book shows 88 characters of an output line; the longest lines of the summary (the
+    # note on an MFU above 100%, a peak named at length) wrap instead of scrolling sideways.
+    m = TrainingMeasurement.from_step_times(GPT(TINY), None, 2, 16, [0.1], peak=1e9)
+    above = dataclasses.replace(m, peak_flops=1.0, measured_peak_flops=1.0)  # MFU far above 100%
+    unlisted = dataclasses.replace(
+        m, device="NVIDIA GeForce RTX 4090", precision="bf16", peak_flops=150e12, measured_peak_flops=150e12,
+        peak_source="measured matmul (no datasheet figure for NVIDIA GeForce RTX 4090)",
+    )  # fmt: skip
+    for summary in (above.summary(), unlisted.summary()):
+        wide = [line for line in summary.splitlines() if len(line) > 88]
+        assert not wide, f"summary lines wider than 88 characters: {wide}"
+    assert "refresh=True) measures it again" in " ".join(above.summary().split())  # wrapped, kept

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+from pathlib import Path
 
 import IPython.display
 import ipywidgets
@@ -13,9 +15,14 @@ import torch
 from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 
+from gptcourse.alt_text import alt_text
 from gptcourse.flops import count_flops
 from gptcourse.peaks import peak_flops
+from gptcourse.plots import use_style
 from gptcourse.widgets import AttentionExplorer, FlopCalculator, LiveFigure, _attention_weights
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from legibility import assert_legible  # noqa: E402
 
 T = 5
 
@@ -177,3 +184,30 @@ def test_calculator_rejects_bad_arguments():
         FlopCalculator(context_length=1000)
     with pytest.raises(ValueError, match="mfu must be > 0"):
         FlopCalculator(mfu=0)
+
+
+# ---- the static figures, what the book shows: legible on a phone, described in words
+
+@pytest.mark.parametrize("batch_size", [8, 64])
+def test_calculator_figure_is_legible_on_a_phone_and_says_what_it_shows(batch_size):
+    use_style()
+    calc = FlopCalculator(preset="gpt2-small", context_length=1024, batch_size=batch_size, mfu=0.4)
+    fig = calc.figure()
+    assert_legible(fig, f"FLOP calculator, batch {batch_size}")
+    state, text = calc.numbers(), alt_text(fig)
+    t4 = state["devices"]["Tesla T4"]
+    for number in (f"batch {batch_size}", f"{state['count'].total / 1e12:,.1f} TFLOPs", f"{t4['memory'].total / 1e9:,.1f} GB of its 16 GB"):
+        assert number in text, f"alt text {text!r} does not give {number!r}"
+    top, bottom = (ax.get_position() for ax in fig.axes)
+    assert top.y0 > bottom.y1, "the memory panel stands under the FLOPs, not beside them"
+
+
+def test_explorer_figure_is_legible_on_a_phone_and_says_what_it_shows():
+    use_style()
+    sentence = "The cat sat on the mat because the cat was tired."  # chapter 3's, 12 tokens
+    explorer = AttentionExplorer([sentence], torch.nn.Embedding(50257, 64), temperature=4.0)
+    fig = explorer.figure()
+    assert_legible(fig, "attention explorer")
+    tokens, weights = explorer.weights()
+    text = alt_text(fig)
+    assert f"the {len(tokens)} tokens of “{sentence}”" in text and f"{weights[-1].max():.2f}" in text, text

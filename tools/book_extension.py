@@ -5,9 +5,10 @@
        ```{course-chapters}
        ```
 
-   which is replaced, as the page is read, by the objectives, prerequisites, run times and
-   exercises of every chapter, read from the notebooks themselves (`tools/course.py`). The
-   page is re-read whenever a notebook changes. Without this extension the placeholder is an
+   which is replaced, as the page is read, by an overview table of the chapters (run times,
+   exercises) and, for each chapter, a closed dropdown with its objectives, prerequisites,
+   run times and exercises, read from the notebooks themselves (`tools/course.py`). The
+   page is re-read whenever a notebook, or this file, changes. Without this extension the placeholder is an
    unknown directive, which fails the build (-W).
 
 2. Exercises styled in the book, plain in the notebooks. A chapter's exercises are plain
@@ -23,7 +24,9 @@
    and, through `app.add_js_file`, on every page written after the first page with widgets
    (and on those, before RequireJS, so they fail with "define is not defined"). `_config.yml`
    turns that off (`nb_ipywidgets_js: {}`); here local copies, fetched from the npm registry by
-   `make setup`, are added to the pages that show widgets, and to no other.
+   `make setup`, are added to the pages that show widgets, and to no other. A tqdm progress bar
+   is no widget in the book: `book_widgets.flatten_progress_bars` writes it as the text tqdm
+   prints in a terminal, so a page whose only widget was a bar loads no widget scripts.
 
 4. The exercises one click away. Beside the theme's launch button for Colab (which opens the
    chapter as it is, solutions included), every chapter's launch dropdown gets "Open the
@@ -31,6 +34,11 @@
    repository (`make student`) so Colab opens it straight from GitHub, at the repository and
    branch `_config.yml` names (`make repository`, `make release`). Its download dropdown gets the
    same notebook, copied into the built site. A chapter with no student notebook fails the build.
+
+5. The chapter as the book ran it. The download dropdown offers three notebooks: the theme's
+   source, labelled ".ipynb (no outputs)"; ".ipynb (with outputs)", the source with the outputs of
+   the build's run merged in (`book_downloads`), served at executed/NN_name.ipynb; and
+   ".ipynb (exercises)", the student edition. A chapter the build did not execute fails it.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ from sphinx.util.fileutil import copy_asset
 from sphinx_exercise.nodes import exercise_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from book_downloads import EXECUTED_DIR, EXECUTED_LABEL, SOURCE_LABEL, executed_copy, write_executed  # noqa: E402
+from book_widgets import flatten_progress_bars  # noqa: E402
 from course import Chapter, discussion_text, exercises, notebook_paths, read_chapters, solution_code  # noqa: E402
 
 PLACEHOLDER = "```{course-chapters}\n```"
@@ -72,6 +82,12 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def short_runtime(text: str) -> str:
+    """A run time's headline, for the overview: up to its first note in parentheses or comma
+    ("about 30 s with the offline stand-in (...), 1–2 minutes with ..."); the details keep it whole."""
+    return cell(re.split(r"\s*[(,]", text, maxsplit=1)[0])
+
+
 def colab_url(repository_url: str, branch: str, chapter: Chapter) -> str:
     """Where the chapter's launch button opens it: the notebook in the repository, in Colab."""
     repo = repository_url.removeprefix("https://github.com/").strip("/")
@@ -85,30 +101,58 @@ def student_colab_url(repository_url: str, branch: str, notebook: str) -> str:
 
 
 def chapters_markdown(chapters: list[Chapter], repository_url: str, branch: str = "main") -> str:
-    """The guide's tables: an overview, then each chapter in detail."""
+    """The guide's chapters: one overview table, three short columns that fit a 390-px phone
+    (with the run times in two columns its longest words and padding needed 395 px of the 358
+    there), then each chapter's details (links, objectives, prerequisites, run times, exercises)
+    in a dropdown, closed until clicked, so the page can be scanned."""
     lines = [
-        "| Chapter | Run time on a laptop CPU (2 cores) | Run time on a Colab T4 GPU | Opens in Colab with | Exercises |",
-        "| --- | --- | --- | --- | --- |",
+        "| Chapter | Run time: laptop CPU · Colab T4 | Exercises |",
+        "| --- | --- | --- |",
     ]
     for ch in chapters:
-        lines.append(f"| {{doc}}`{cell(ch.heading)} </{ch.docname}>` | {cell(ch.runtime['cpu'])} | {cell(ch.runtime['t4'])} | {'a GPU' if ch.gpu else 'a CPU'} | {len(ch.exercises)} |")
+        checked = sum(ex.checked for ex in ch.exercises)
+        gpu = " (GPU)" if ch.gpu else ""  # Colab opens it on a GPU runtime
+        lines.append(
+            f"| {{doc}}`{cell(ch.heading)} </{ch.docname}>`{gpu}"
+            f" | {short_runtime(ch.runtime['cpu'])} · {short_runtime(ch.runtime['t4'])}"
+            f" | {len(ch.exercises)} ({checked} checked) |"
+        )
+    lines += ["", "**Each chapter in detail.** Open one for its links (the book, Colab, its exercises in Colab),"
+              " objectives, prerequisites, full run times, and its exercises with what each asks and so assesses."]
     for ch in chapters:
-        lines += ["", f"### {ch.heading}", ""]
-        lines += [
-            f"{{doc}}`Read it </{ch.docname}>` · [open it in Colab]({colab_url(repository_url, branch, ch)})"
-            f" · [its exercises in Colab]({student_colab_url(repository_url, branch, ch.path.name)}) · `{ch.path.name}`",
-            "",
-        ]
-        lines += ["**Learning objectives.** After the chapter, students can:", ""]
-        lines += [f"- {item}" for item in ch.objectives]
-        lines += ["", "**Prerequisites.**", ""]
-        lines += [f"- {item}" for item in ch.prerequisites]
-        lines += ["", f"**Run time.** On a laptop CPU (2 cores): {ch.runtime['cpu']}. On a Colab T4 GPU: {ch.runtime['t4']}.", ""]
-        lines += ["**Exercises.**", "", "| Exercise | What it asks, and so assesses | Checked by |", "| --- | --- | --- |"]
-        for ex in ch.exercises:
-            graded = "a self-check" if ex.checked else "you (no self-check)"
-            lines.append(f"| {{ref}}`{ex.name} · {cell(ex.title)} <{ex.label}>` | {cell(ex.summary)} | {graded} |")
+        lines += ["", *chapter_details(ch, repository_url, branch)]
     return "\n".join(lines) + "\n"
+
+
+def chapter_details(ch: Chapter, repository_url: str, branch: str) -> list[str]:
+    """One chapter's details, as the lines of a MyST dropdown titled with its heading."""
+    body = [
+        f"{{doc}}`Read it </{ch.docname}>` · [open it in Colab]({colab_url(repository_url, branch, ch)})"
+        f" · [its exercises in Colab]({student_colab_url(repository_url, branch, ch.path.name)}) · `{ch.path.name}`",
+        "",
+        "**Learning objectives.** After the chapter, students can:",
+        "",
+        *[f"- {item}" for item in ch.objectives],
+        "",
+        "**Prerequisites.**",
+        "",
+        *[f"- {item}" for item in ch.prerequisites],
+        "",
+        f"**Run time.** On a laptop CPU (2 cores): {ch.runtime['cpu']}. On a Colab T4 GPU: {ch.runtime['t4']}."
+        f" Colab opens it with a {'GPU' if ch.gpu else 'CPU'} runtime.",
+        "",
+        "**Exercises**, with what each asks and so assesses:",
+        "",
+    ]
+    for ex in ch.exercises:
+        marks = ["a self-check" if ex.checked else "no self-check: you read the answer"]
+        if ex.asks_in_words:
+            marks.append("asks in words")
+        # The title on a line of its own, what it asks in a paragraph below it.
+        body += [f"- {{ref}}`{ex.name} · {cell(ex.title)} <{ex.label}>` ({', '.join(marks)})", "", f"  {ex.summary}", ""]
+    # A colon fence longer than any run of colons in the text, so that none can close it early.
+    colons = ":" * max(3, 1 + max((len(run) for run in re.findall(r":+", "\n".join(body))), default=0))
+    return [f"{colons}{{dropdown}} {ch.heading}", *body, colons]
 
 
 def fill_in_guide(app, docname: str, source: list[str]) -> None:
@@ -116,7 +160,8 @@ def fill_in_guide(app, docname: str, source: list[str]) -> None:
         return
     chapters = read_chapters(Path(app.srcdir))
     for ch in chapters:
-        app.env.note_dependency(str(ch.path))  # re-read the guide when a chapter changes
+        app.env.note_dependency(str(ch.path))  # re-read the guide when a chapter changes,
+    app.env.note_dependency(__file__)  # or when the way it is written does (this file)
     options = app.config.html_theme_options
     markdown = chapters_markdown(chapters, options.get("repository_url", ""), options.get("repository_branch", "main"))
     source[0] = source[0].replace(PLACEHOLDER, markdown)
@@ -238,8 +283,21 @@ def add_student_links(app, pagename, templatename, context, doctree) -> None:
         {"type": "link", "text": STUDENT_LINK, "tooltip": STUDENT_LINK, "icon": "_static/images/logo_colab.png", "url": url, "label": "colab-exercises"}
     )
     if "download-buttons" in groups:  # (the theme has one unless use_download_button is off)
-        groups["download-buttons"]["buttons"].insert(
-            1,  # after the chapter's own .ipynb
+        downloads = groups["download-buttons"]["buttons"]
+        source = next((b for b in downloads if b.get("text") == ".ipynb"), None)
+        if source is None:
+            raise ExtensionError(f"{pagename}: the theme's download dropdown has no .ipynb to label {SOURCE_LABEL!r} (sphinx-book-theme changed?)")
+        source["text"], source["tooltip"] = SOURCE_LABEL, "Download the chapter as written: no outputs"
+        executed_copy(app, pagename)  # (fails the build, naming the fix, when the build did not run it)
+        downloads[downloads.index(source) + 1 : downloads.index(source) + 1] = [
+            {
+                "type": "link",
+                "text": EXECUTED_LABEL,
+                "tooltip": "Download the chapter as the book ran it: outputs included",
+                "icon": "fas fa-code",
+                "url": context["pathto"](f"{EXECUTED_DIR}/{notebook}", 1),
+                "label": "download-executed-button",
+            },
             {
                 "type": "link",
                 "text": ".ipynb (exercises)",
@@ -248,7 +306,7 @@ def add_student_links(app, pagename, templatename, context, doctree) -> None:
                 "url": context["pathto"](f"{STUDENT_DIR}/{notebook}", 1),
                 "label": "download-exercises-button",
             },
-        )
+        ]
 
 
 def copy_student_edition(app, exception) -> None:
@@ -262,13 +320,23 @@ def copy_student_edition(app, exception) -> None:
                 target.write_bytes(source.read_bytes())
 
 
+def write_executed_chapters(app, exception) -> None:
+    """Every chapter with its outputs into the built site, for the download buttons."""
+    if exception is None and app.builder.format == "html":
+        for path in notebook_paths(Path(app.srcdir)):
+            write_executed(app, f"{path.parent.name}/{path.stem}")
+
+
 def setup(app):
     app.connect("source-read", fill_in_guide)
     app.connect("source-read", style_exercises)
+    app.connect("doctree-read", flatten_progress_bars)
     app.connect("doctree-resolved", number_exercise_titles)
     app.connect("html-page-context", add_widget_scripts)
     app.connect("build-finished", copy_widget_scripts)
     # After the theme's launch and download buttons (sphinx-book-theme adds them at priority 501).
     app.connect("html-page-context", add_student_links, priority=502)
     app.connect("build-finished", copy_student_edition)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("build-finished", write_executed_chapters)
+    # env_version: a build environment pickled before progress bars became text is read afresh.
+    return {"version": "1.0", "env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -9,7 +9,7 @@ Every page of _toc.yml, in Debian's Chromium (Playwright), offline, served over 
 - code: how many code blocks (input or output) scroll sideways on a 1280-px desktop;
 - tables that scroll sideways at 1280 px;
 - the page's height at 1280 px and at 390 px;
-- what the page loads: requests and bytes (a fresh browser context per page, nothing cached).
+- what the page loads: requests and bytes (tools/page_weight.py's measure: a first visit).
 
 The same measures back tests/test_browser.py's checks; this prints them as a table, for a
 before/after comparison.
@@ -18,18 +18,15 @@ before/after comparison.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import sys
-import threading
-import urllib.parse
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import CHROMIUM, launch, offline, served, toc_pages  # noqa: E402
+from page_weight import weigh  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -48,45 +45,15 @@ SCROLLING_TABLES = """() => Array.from(document.querySelectorAll("main table"))
                  return box.scrollWidth > box.clientWidth + 1 || t.scrollWidth > t.clientWidth + 1; }).length"""
 
 
-def pages(root: Path) -> list[str]:
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    return [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
-
-
-def serve(html: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
-
-
 def looks_like_a_path(alt: str) -> bool:
     return not alt.strip() or alt.strip().endswith((".png", ".svg", ".jpg", ".jpeg", ".gif")) or "/" in alt and " " not in alt
 
 
 def sweep_page(browser, site: str, docname: str) -> dict:
+    requests, size = weigh(browser, site + f"{docname}.html")  # what it loads, on a first visit
     context = browser.new_context(viewport=DESKTOP)
+    offline(context)
     page = context.new_page()
-    loaded = {"requests": 0, "bytes": 0}
-
-    def route(r):
-        if urllib.parse.urlsplit(r.request.url).hostname in {"127.0.0.1", "localhost"}:
-            r.continue_()
-        else:
-            r.abort()
-
-    def count(response):
-        loaded["requests"] += 1
-        try:
-            loaded["bytes"] += len(response.body())
-        except Exception:  # a redirect or an aborted request has no body
-            pass
-
-    context.route("**/*", route)
-    page.on("response", count)
     page.goto(site + f"{docname}.html", wait_until="load")
     page.wait_for_timeout(500)
     desktop_height = page.evaluate("document.documentElement.scrollHeight")
@@ -107,8 +74,8 @@ def sweep_page(browser, site: str, docname: str) -> dict:
         "scrolling_tables_390": phone_tables,
         "height_1280": desktop_height,
         "height_390": page.evaluate("document.documentElement.scrollHeight"),
-        "requests": loaded["requests"],
-        "bytes": loaded["bytes"],
+        "requests": requests,
+        "bytes": size,
         "examples": scrolling[:3],
     }
     context.close()
@@ -128,16 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    server, site = serve(html)
     rows = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-            for docname in pages(Path(args.root)):
-                rows.append(sweep_page(browser, site, docname))
-            browser.close()
-    finally:
-        server.shutdown()
+    with served(html) as site, sync_playwright() as p:
+        browser = launch(p)
+        for docname in toc_pages(Path(args.root) / "_toc.yml"):
+            rows.append(sweep_page(browser, site, docname))
+        browser.close()
     columns = ["page", "figures", "wide_figures", "worst_ratio", "path_alt", "scrolling_code_1280",
                "scrolling_tables_1280", "scrolling_tables_390", "height_1280", "height_390", "requests", "bytes"]
     print("| " + " | ".join(columns) + " |")
