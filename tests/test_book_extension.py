@@ -275,3 +275,20 @@ def test_a_bar_hidden_on_closing_leaves_nothing():
     scripts(app)[STATE_KEY] = (uri, {**attributes, "body": json.dumps(saved)})
     flatten_progress_bars(app, document)
     assert not list(document.findall(nodes.raw)) and not list(document.findall(nodes.literal_block))
+
+
+def test_a_cached_chapter_is_offered_with_its_outputs(tmp_path):
+    """MyST-NB writes its copy of a notebook taken from the cache without outputs: they come from the cache."""
+    from book_downloads import with_cached_outputs
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    ran = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)", id="a")])
+    ran.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    ran.cells[0].execution_count = 1
+    cache = get_cache(tmp_path / ".jupyter_cache")
+    cache.cache_notebook_bundle(CacheBundleIn(ran, "chapter.ipynb"), check_validity=False)
+    written = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)", id="a")])
+    app = SimpleNamespace(env=SimpleNamespace(mystnb_config=SimpleNamespace(execution_cache_path=str(tmp_path / ".jupyter_cache"))))
+    assert with_cached_outputs(app, written).cells[0].outputs[0]["text"] == "1\n"
+    assert with_cached_outputs(app, ran) is ran  # a copy MyST-NB ran in this build has its outputs

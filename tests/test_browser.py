@@ -4,14 +4,16 @@ driven by Playwright, on the pages served from _build/html over loopback.
 Every page in _toc.yml loads, with its title, its figures and its math rendered; a chapter's
 Colab button opens that chapter's notebook in the repository; solutions stay hidden until
 clicked; a chapter's launch menu offers "Open the exercises in Colab", its student edition in
-the repository, and its download menu the notebook with no outputs, the notebook as the book ran
-it (outputs included) and the student notebook, served by the book; each chapter figure has a
-sentence of alt text, opens full size on a tap and fits the column; pages with widgets carry
-their state and render them, and only they load the widget scripts (tqdm's bar is text); and nothing is fetched from
-anywhere but loopback, with no failed request and no error in the console. Every page has one
-search box and an icon, holds an 88-character code line without scrolling on a 1280-px
-desktop, and never scrolls sideways on a 390-px phone. `make browser` runs it (make test does,
-after the book). Chromium comes from Debian (`make browser` installs it), never from `playwright install`.
+the repository, and its download menu the notebook with no outputs, the notebook as the book
+ran it (outputs included) and the student notebook, served by the book; each chapter figure
+has a sentence of alt text, opens full size on a tap and fits the column; pages with widgets
+carry their state and render them, and only they load the widget scripts (tqdm's bar is
+text); and nothing is fetched from anywhere but loopback, with no failed request and no error
+in the console. Every page has one search box and an icon, and the theme's icons come from its
+web fonts (no fontawesome.js but where widgets need it); it holds an 88-character code line without scrolling on a
+1280-px desktop, where no code block or output scrolls sideways, and it never scrolls sideways
+on a 390-px phone. `make browser` runs it (make test does, after the book). Chromium comes from
+Debian (`make browser` installs it), never from `playwright install`.
 
 Under plain `pytest`, a missing book, Chromium or Playwright skips these tests, with the
 reason; `make browser` sets BOOK_REQUIRED=1, and there each is a failure.
@@ -102,6 +104,17 @@ FIGURES = """() => Array.from(document.querySelectorAll("main img")).filter(i =>
 # The article column's width (tools/book_sweep.py measures it), as tests/legibility.py assumes it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from legibility import DESKTOP_COLUMN_PX, PHONE_COLUMN_PX  # noqa: E402
+
+ADMONITION_PX = 26  # an exercise's or a solution's box: its border and padding, both sides
+
+# Code and outputs that scroll sideways in their own box, with the widest line (to shorten in the code).
+CODE_SCROLLING = """() => Array.from(document.querySelectorAll("main pre"))
+  .filter(p => p.checkVisibility() && p.scrollWidth > p.clientWidth)
+  .map(p => {
+    const widest = p.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "");
+    const where = p.closest(".cell_output") ? "output" : "code";
+    return `${where}, ${p.scrollWidth - p.clientWidth} px too wide: ${widest.slice(0, 100)}`;
+  })"""
 
 # The theme's icons a reader can see (the header's buttons): their width and font.
 ICONS = """() => Array.from(document.querySelectorAll(".bd-header-article i[class*='fa-']"))
@@ -259,6 +272,16 @@ def test_page(page, docname):
         body.wait_for(state="visible", timeout=5_000)
         assert "@title" not in solution.inner_text(), "Colab's form title belongs to the notebook, not the book"
 
+    # A solution's code column, too, shows a whole 88-character line.
+    if page.locator(".solution div.cell_input pre").count():
+        box = page.evaluate(CODE_LINE_FITS.replace("div.cell_input pre", ".solution div.cell_input pre"), CODE_LINE)
+        assert box["scrollWidth"] <= box["clientWidth"], f"a {CODE_LINE}-character line scrolls in a solution's code: {box}"
+
+    # Code and outputs, solutions open: none scrolls sideways in its own box on a 1280-px desktop
+    # (each line fits by the code that writes it: shorter lines, fewer columns, wrapped text).
+    scrolling = page.evaluate(CODE_SCROLLING)
+    assert not scrolling, f"{len(scrolling)} code blocks scroll sideways at 1280 px: {scrolling}"
+
     # Exercises: numbered per chapter, as in the notebook ("Exercise 4.2 · Title").
     path = ROOT / f"{docname}.ipynb"
     if path.exists():
@@ -283,10 +306,12 @@ def test_page(page, docname):
     assert not page.evaluate(SCROLLS_SIDEWAYS), "scrolls sideways (px) on a 1280-px desktop"
     assert page.evaluate(SEARCH_BOXES) == 1, "one search box on a desktop"
     # The theme's icons come from the Font Awesome web fonts of its CSS, not from fontawesome.js
-    # (1.5 MB a page; book/_templates/layout.html leaves it out): each is drawn, in that font.
-    assert page.locator("script[src*='fontawesome.js']").count() == 0
-    icons = page.evaluate(ICONS)
-    assert icons and all(i["width"] > 0 and "Font Awesome" in i["font"] for i in icons), f"icons not drawn by the web font: {icons}"
+    # (1.5 MB a page; book/_templates/layout.html leaves it out but where widgets need it): each
+    # is drawn, in that font.
+    if not views:
+        assert page.locator("script[src*='fontawesome.js']").count() == 0
+        icons = page.evaluate(ICONS)
+        assert icons and all(i["width"] > 0 and "Font Awesome" in i["font"] for i in icons), f"icons not drawn by the web font: {icons}"
     icon = page.locator("link[rel~='icon']").first.get_attribute("href")
     assert icon and page.request.get(urllib.parse.urljoin(page.url, icon)).ok, f"the page's icon {icon!r} does not load"
 
@@ -302,8 +327,9 @@ def test_page(page, docname):
     sideways = page.evaluate(SCROLLS_SIDEWAYS)
     assert not sideways, f"scrolls sideways (px) at {PHONE['width']} px: {sideways}; {page.evaluate(STICKING_OUT)}"
     assert not page.evaluate(STICKING_OUT), f"out of the viewport at {PHONE['width']} px"
-    for figure in page.evaluate(FIGURES):  # shown whole up to the column's width, never stretched
-        assert abs(figure["shown"] - min(figure["natural"], PHONE_COLUMN_PX)) <= 2, f"a figure is shown at an unexpected width on a phone: {figure}"
+    for figure in page.evaluate(FIGURES):  # the column's width (an exercise's box: a little less), never stretched
+        widest = min(figure["natural"], PHONE_COLUMN_PX)
+        assert widest - ADMONITION_PX <= figure["shown"] <= widest + 1, f"a figure is shown at an unexpected width on a phone: {figure}"
     assert page.evaluate(SEARCH_BOXES) == 1, "one search box on a phone"
 
     # Offline and clean: nothing requested outside loopback, no failed request, no console error,

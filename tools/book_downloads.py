@@ -54,10 +54,28 @@ def executed_copy(app, pagename: str) -> Path:
     return path
 
 
+def with_cached_outputs(app, executed):
+    """`executed` with its outputs from the execution cache, when MyST-NB wrote it without them.
+
+    MyST-NB 1.4 writes its executed copy with outputs only when it ran the notebook in this
+    build: on a cache hit it merges the cached outputs into a new notebook, renders that, and
+    writes the copy it started from (myst_nb/sphinx_.py, `NbParser.parse`). The cache holds
+    them, matched by the cells' code as MyST-NB matched them."""
+    if any(cell.get("outputs") for cell in executed.cells if cell.cell_type == "code"):
+        return executed
+    from jupyter_cache import get_cache
+
+    _, merged = get_cache(app.env.mystnb_config.execution_cache_path).merge_match_into_notebook(executed)
+    return merged
+
+
 def write_executed(app, pagename: str) -> Path:
     """The chapter with its outputs, at executed/NN_name.ipynb in the built site."""
     source = nbformat.read(Path(app.srcdir) / f"{pagename}.ipynb", as_version=4)
-    executed = nbformat.read(executed_copy(app, pagename), as_version=4)
+    try:
+        executed = with_cached_outputs(app, nbformat.read(executed_copy(app, pagename), as_version=4))
+    except KeyError as error:  # jupyter-cache: no cached run matches this copy
+        raise ExtensionError(f"{pagename}: no cached run of it to take its outputs from: {REBUILD}") from error
     try:
         merged = with_outputs(source, executed, pagename)
     except ValueError as error:

@@ -254,11 +254,16 @@ def add_widget_scripts(app, pagename, templatename, context, doctree) -> None:
     app.builder.add_js_file("widgets/require.js", priority=600)
     app.builder.add_js_file(None, body=WIDGETS_SETUP % context["pathto"]("_static/widgets", 1), priority=601)
     app.builder.add_js_file("widgets/embed-amd.js", priority=602)
+    # The widgets draw their icons with Font Awesome as the theme's fontawesome.js sets it up;
+    # without it the embedder asks for its fonts beside the page (404s). Here it stays
+    # (book/_templates/layout.html leaves it out of every other page).
+    context["shows_widgets"] = True
 
 
 def copy_widget_scripts(app, exception) -> None:
     if exception is None and app.builder.format == "html" and WIDGETS_JS.is_dir():
         copy_asset(str(WIDGETS_JS), str(Path(app.outdir) / "_static" / "widgets"))
+
 
 
 def chapter_notebook(app, pagename: str) -> str | None:
