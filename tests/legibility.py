@@ -54,3 +54,14 @@ def assert_legible(fig: Figure, name: str = "figure") -> None:
     natural = drawn_width(fig)
     assert natural <= DESKTOP_COLUMN_PX, (
         f"{name}: drawn {natural} px wide, wider than the desktop column ({DESKTOP_COLUMN_PX} px)")
+
+
+def assert_described(fig: Figure, name: str, numbers: list[str]) -> None:
+    """Fails unless the figure's alt text (gptcourse.alt_text) is a sentence that gives `numbers`,
+    the figure's own data: what it shows, not that it is a figure."""
+    from gptcourse.alt_text import alt_text
+
+    text = alt_text(fig)
+    assert text and text.endswith(".") and len(text.split()) >= 8, f"{name}: alt text {text!r} is not a sentence"
+    missing = [n for n in numbers if n not in text]
+    assert not missing, f"{name}: alt text {text!r} does not give {missing}"

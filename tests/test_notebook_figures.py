@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from gptcourse import get_tokenizer
-from gptcourse.alt_text import alt_text, describe
+from gptcourse.alt_text import describe
 from gptcourse.flops import num_parameters
 from gptcourse.plots import COLORS, use_style
 from gptcourse.sharding import STAGE_NAMES, STAGES, model_state_bytes, ring_all_reduce_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from legibility import assert_legible  # noqa: E402
+from legibility import assert_described, assert_legible  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIRINGS = ["plain: x ← f(x)", "plain + LayerNorm: x ← f(LN(x))", "residual: x ← x + f(x)", "pre-norm residual: x ← x + f(LN(x))"]
@@ -59,8 +59,5 @@ def test_inline_figure_is_legible_on_a_phone_and_says_what_it_shows(key, monkeyp
     exec(compile(source, f"{notebook}:{cell_id}", "exec"), namespace)
     fig = namespace["fig"]
     assert_legible(fig, f"{notebook}, cell {cell_id}")
-    text = alt_text(fig)
-    assert text and text.endswith("."), f"{notebook}, cell {cell_id}: no alt text, or not a sentence: {text!r}"
-    missing = [n for n in numbers if n not in text]
-    assert not missing, f"{notebook}, cell {cell_id}: alt text {text!r} does not give {missing}"
+    assert_described(fig, f"{notebook}, cell {cell_id}", numbers)
     plt.close("all")

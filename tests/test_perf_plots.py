@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from gptcourse import GPT, GPTConfig
-from gptcourse.alt_text import alt_text
 from gptcourse.flops import attention_crossover, count_flops
 from gptcourse.llama import LlamaConfig
 from gptcourse.mfu import TrainingMeasurement
@@ -18,7 +17,7 @@ from gptcourse.perf_plots import plot_attention_share, plot_flop_breakdown, plot
 from gptcourse.plots import use_style
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from legibility import assert_legible  # noqa: E402
+from legibility import assert_described, assert_legible  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -114,10 +113,7 @@ def test_every_figure_is_legible_on_a_phone_and_says_what_it_shows(name):
     draw, numbers = CHAPTER_FIGURES[name]
     fig = draw()
     assert_legible(fig, name)
-    text = alt_text(fig)
-    assert text and text.endswith(".") and len(text.split()) >= 8, f"{name}: alt text {text!r} is not a sentence"
-    missing = [n for n in numbers if n not in text]
-    assert not missing, f"{name}: alt text {text!r} does not give {missing}"
+    assert_described(fig, name, numbers)
 
 
 @pytest.mark.parametrize("draw", [lambda: plot_attention_share([128, 1024, 8192]), lambda: plot_mfu_sweep([1, 2, 4, 8], {"T 256": BY_BATCH}, xlabel="batch")])

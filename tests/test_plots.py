@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from gptcourse import model_plots
-from gptcourse.alt_text import alt_text
 from gptcourse.plots import (
     PAGE_WIDTH,
     STYLE,
@@ -39,7 +38,7 @@ from gptcourse.plots import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from legibility import assert_legible, smallest_text_css_px  # noqa: E402
+from legibility import assert_described, assert_legible, smallest_text_css_px  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -364,10 +363,7 @@ def test_every_figure_is_legible_on_a_phone_and_says_what_it_shows(name):
     draw, numbers = CHAPTER_FIGURES[name]
     fig = draw()
     assert_legible(fig, name)
-    text = alt_text(fig)
-    assert text and text.endswith(".") and len(text.split()) >= 8, f"{name}: alt text {text!r} is not a sentence"
-    missing = [n for n in numbers if n not in text]
-    assert not missing, f"{name}: alt text {text!r} does not give {missing}"
+    assert_described(fig, name, numbers)
 
 
 def test_the_style_leaves_room_for_legible_text():
