@@ -7,8 +7,8 @@
     GPTCOURSE_GPU_MEMORY_GIB=14.5 python benchmarks/ladder.py --record
                                              # a larger GPU capped to a T4's free memory
 
-fp32 → TF32 → autocast → SDPA → torch.compile → fused AdamW → vocabulary 50,304 → the largest
-batch that fits (gptcourse.ladder.LADDER). The rungs are timed in rounds, in an order that
+fp32 → TF32 → autocast → SDPA → torch.compile → fused AdamW → vocabulary 50,304 → the LM head
+and loss in chunks of rows (appendix C) → the largest batch that fits (gptcourse.ladder.LADDER). The rungs are timed in rounds, in an order that
 rotates; each prints tokens/s, its speed-up over the first (the median of the rounds', with
 their lowest and highest), MFU against the datasheet peak (a GPU in gptcourse.peaks.PEAKS) and against the matmul
 peak measured for its precision, and peak memory measured (GPU) beside the estimate. A rung

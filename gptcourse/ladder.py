@@ -1,9 +1,9 @@
 """The optimisation ladder: one change at a time, each kept, each measured (chapter 10).
 
 fp32 with manual attention and the default AdamW → TF32 → autocast → SDPA → compile →
-fused AdamW → vocabulary 50,304 → largest batch. Each rung keeps those below it, so its
-speed-up is what it adds. `run_ladder` reports tokens/s, MFU against the datasheet and the
-measured matmul peak of the rung's own precision, and GPU memory beside `estimate_memory`;
+fused AdamW → vocabulary 50,304 → chunked loss (appendix C) → largest batch. Each rung
+keeps those below it, so its speed-up is what it adds. `run_ladder` reports tokens/s, MFU
+against the datasheet and the measured matmul peak of the rung's own precision, and GPU memory beside `estimate_memory`;
 a rung that does not apply is skipped with the reason; one out of memory says so, and the
 ladder goes on. ``benchmarks/ladder.py --record`` keeps a GPU's rows in
 ``gptcourse/results/ladder.csv``, which `recorded_markdown` shows.
@@ -27,11 +27,11 @@ from .checks import non_negative_int, one_of, optional_positive_int, positive_in
 from .config import GPTConfig
 from .device import GIB, autocast_dtype, device_name, get_device, memory_cap
 from .flops import batch_shape
-from .gpu_budget import find_max_batch_size, fit_batch_size
+from .gpu_budget import find_max_batch_size, fit_batch_size, largest_batch
 from .memory import estimate_memory
 from .mfu import TrainingMeasurement, measure_training
 from .model import GPT
-from .timing import fused_adamw_supported, rotation
+from .timing import fused_adamw_supported, make_train_step, rotation, time_calls
 
 # A CPU's ladder: GPT-2's own vocabulary (so that the padding rung is GPT-2's), everything
 # else small enough for two cores to climb every rung in about 10 s. The LM head and the
@@ -39,6 +39,9 @@ from .timing import fused_adamw_supported, rotation
 CPU_CONFIG = GPTConfig(vocab_size=50257, context_length=128, emb_dim=128, n_heads=4, n_layers=2)
 GPU_MAX_BATCH = 64  # the largest-batch rung's ceiling on a GPU: enough to reach a plateau
 CPU_BATCH_MULTIPLE = 2  # on a CPU the largest-batch rung tries only twice the batch: speed is flat there
+# The chunked loss's rows a chunk: on a GPU, 8 chunks of GPT-2 small's 8 × 1024 (each (1024, 50,304)
+# fp32 logits: 0.2 GB, not 1.6); on a CPU, 4 of the 2 × 128 rows.
+LOSS_CHUNK, CPU_LOSS_CHUNK = 1024, 64
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Setup:
     attention: str = "manual"
     compile: bool = False
     fused: bool | None = None  # AdamW(fused=...); None: PyTorch's default (foreach on a GPU)
+    loss_chunk: int | None = None  # the LM head and loss this many rows at a time (appendix C); None: at once
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,37 @@ def _pad_vocabulary(setup: Setup, where: Where) -> Setup | str:
     return dataclasses.replace(setup, config=dataclasses.replace(setup.config, vocab_size=padded))
 
 
+def _chunked_loss(setup: Setup, where: Where) -> Setup | str:
+    return dataclasses.replace(setup, loss_chunk=LOSS_CHUNK if where.device.type == "cuda" else CPU_LOSS_CHUNK)
+
+
+def _estimate(setup: Setup, device_type: str) -> int:
+    """`estimate_memory` of a setup, in bytes."""
+    s = setup
+    return estimate_memory(s.config, s.batch_size, s.seq_len, s.dtype, s.attention, device_type, loss_chunk=s.loss_chunk).total
+
+
+def _fits(model: torch.nn.Module, setup: Setup, device: torch.device, batch: int) -> bool:
+    """Whether a chunked-loss step fits: by three real steps on CUDA, else by the estimate (RAM overcommits)."""
+    if device.type != "cuda":
+        budget = gpu_budget.SAFETY_FRACTION * gpu_budget.available_memory(device)
+        return _estimate(dataclasses.replace(setup, batch_size=batch), device.type) <= budget
+
+    def run() -> None:
+        inputs = torch.zeros(batch, setup.seq_len, dtype=torch.long, device=device)
+        step = make_train_step(model, inputs, inputs, setup.dtype, loss_chunk=setup.loss_chunk)
+        for p in model.parameters():  # a zero update: fp16's scaler may skip the first steps' updates
+            p.grad = torch.zeros_like(p)
+        step.optimizer.step()  # type: ignore[attr-defined]
+        for _ in range(3):  # from the second on, the previous step's gradients are alive in the forward
+            step()
+        torch.cuda.synchronize(device)  # a failed kernel is reported only when waited for
+
+    fits = not isinstance(_guarded(run), _OutOfMemory)
+    gpu_budget.release_memory(model)
+    return fits
+
+
 def _largest_batch(setup: Setup, where: Where) -> Setup | str:
     # find_max_batch_size tries real training steps on a GPU (steady state: optimizer state
     # and gradients included) and goes by the estimate elsewhere. It runs the model uncompiled,
@@ -125,9 +160,10 @@ def _largest_batch(setup: Setup, where: Where) -> Setup | str:
     with float32_matmul_precision(setup.float32_matmul_precision):
         torch.manual_seed(0)
         model = GPT(setup.config, attention=setup.attention).to(where.device)
-        largest = find_max_batch_size(
-            model, setup.config, seq_len=setup.seq_len, dtype=setup.dtype, max_batch_size=where.max_batch_size
-        )
+        if setup.loss_chunk is None:
+            largest = find_max_batch_size(model, setup.config, setup.seq_len, setup.dtype, max_batch_size=where.max_batch_size)
+        else:  # find_max_batch_size steps and estimates with the plain loss: the same search, chunked
+            largest = largest_batch(partial(_fits, model, setup, where.device), 1, where.max_batch_size, True)
     del model
     gpu_budget.release_memory()
     if largest <= setup.batch_size:
@@ -143,6 +179,7 @@ LADDER: tuple[Rung, ...] = (
     Rung("compile", "torch.compile: the elementwise chains between matmuls fused", _compile),
     Rung("fused AdamW", "AdamW(fused=True): the whole update in a few kernels", _fused),
     Rung("padded vocab", "the vocabulary padded to a multiple of 64 (GPT-2: 50,257 -> 50,304)", _pad_vocabulary),
+    Rung("chunked loss", "the LM head and loss a chunk of rows at a time: no (B·T, vocab) tensor", _chunked_loss),
     Rung("largest batch", "the largest batch that fits in memory", _largest_batch),
 )
 
@@ -198,9 +235,7 @@ class RungResult:
     @property
     def estimated_memory(self) -> int:
         """`estimate_memory` of this rung's setup, in bytes."""
-        s = self.setup
-        device_type = self.device if self.device in ("cpu", "mps") else "cuda"
-        return estimate_memory(s.config, s.batch_size, s.seq_len, s.dtype, s.attention, device_type).total
+        return _estimate(self.setup, self.device if self.device in ("cpu", "mps") else "cuda")
 
 
 @contextlib.contextmanager
@@ -230,12 +265,32 @@ def _measure(setup: Setup, device: torch.device, steps: int, warmup: int, seed: 
         model: torch.nn.Module = GPT(setup.config, attention=setup.attention).to(device)
         if setup.compile:
             model = torch.compile(model)
+        if setup.loss_chunk is not None:
+            return _measure_chunked(model, setup, device, steps, warmup, seed)
         # measure_peak=True: the matmul peak of this rung's precision (TF32 included), measured
         # under the same settings, is the second denominator.
         return measure_training(
             model, setup.config, batch_size=setup.batch_size, seq_len=setup.seq_len, steps=steps, warmup=warmup,
             dtype=setup.dtype, measure_peak=True, seed=seed, fused=setup.fused,
         )  # fmt: skip
+
+
+def _measure_chunked(model: torch.nn.Module, setup: Setup, device: torch.device, steps: int, warmup: int, seed: int) -> TrainingMeasurement:
+    """What `measure_training` measures (the same inputs from `seed`, lr 0, both peaks), the
+    step's loss chunked: `measure_training` runs the plain loss only."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    shape, vocab = (setup.batch_size, setup.seq_len), setup.config.vocab_size
+    inputs, targets = (torch.randint(0, vocab, shape, generator=generator).to(device) for _ in range(2))
+    step = make_train_step(model.train(), inputs, targets, setup.dtype, fused=setup.fused, loss_chunk=setup.loss_chunk)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        times = time_calls(step, device, repeats=steps, warmup=warmup)
+    finally:
+        model.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    m = TrainingMeasurement.from_step_times(model, setup.config, *shape, times, dtype=setup.dtype, measure_peak=True, peak_memory=peak)
+    return dataclasses.replace(m, estimated_memory=_estimate(setup, device.type))
 
 
 def default_workload(device: torch.device | str) -> dict[str, Any]:

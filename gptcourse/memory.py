@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .checks import one_of, positive_int
+from .checks import one_of, optional_positive_int, positive_int
 from .config import ALIASES, PRESETS, GPTConfig
 from .device import autocast, autocast_dtype
 from .flops import FAMILIES, batch_shape, model_config, num_parameters
@@ -90,6 +90,7 @@ def estimate_memory(
     attention: str = "sdpa",
     device_type: str = "cuda",
     training: bool = True,
+    loss_chunk: int | None = None,
 ) -> MemoryEstimate:
     """The memory of one training step: weights + gradients + AdamW state + activations.
 
@@ -98,12 +99,13 @@ def estimate_memory(
     and layer with SDPA; ``attention="manual"`` keeps the B·h·T² weights instead of the
     log-sum-exp. Under autocast the matmuls' inputs and weight copies are in ``dtype``; the
     residual stream stays fp32, on a GPU the softmax too. ``logits``: the loss's two fp32
-    (B, T, vocab) gradients, alive beside the saved log-softmax as the backward starts.
-    The allocator, cuBLAS and fragmentation add to this (`measure_training` reports both). GPTs only.
+    (B, T, vocab) gradients, alive beside the saved log-softmax as the backward starts (``loss_chunk``,
+    appendix C: a chunk's). Allocator, cuBLAS and fragmentation add to this (`measure_training`). GPTs only.
     """
     cfg = _gpt_config(config)
     b, t = batch_shape(cfg, batch_size, seq_len)
     one_of("attention", attention, ATTENTION_KINDS)
+    loss_chunk = optional_positive_int("loss_chunk", loss_chunk)
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float16), got {dtype!r}.")
     d, h, v, layers = cfg.emb_dim, cfg.n_heads, cfg.vocab_size, cfg.n_layers
@@ -123,9 +125,17 @@ def estimate_memory(
     else:
         per_layer += b * h * t * fp32  # SDPA keeps only the softmax's log-sum-exp per row
     activations = layers * per_layer + 2 * btd * fp32 + 2 * b * t * fp32  # final layer norm
-    activations += b * t * v * fp32  # the log-softmax output, saved by cross_entropy
     if half != fp32:
         activations += half * (layers * 12 * d * d + d * v)  # autocast's copies of the weight matrices
+    if loss_chunk is not None:  # appendix C: the loss saves the gradients of the head's input and weight
+        activations += btd * fp32 + v * d * fp32
+        rows = min(loss_chunk, b * t)
+        # A chunk's fp32 logits, turned in place into its gradient (and its autocast copy); as the
+        # backward starts, the saved gradient of the head's input times the loss's gradient (that
+        # of the weight becomes the weights' gradient, counted in `gradients`). No (B, T, V) tensor.
+        logits = rows * v * (fp32 + (half if half != fp32 else 0)) + btd * fp32
+        return MemoryEstimate(weights, fp32 * params, 2 * fp32 * params, activations, logits)
+    activations += b * t * v * fp32  # the log-softmax output, saved by cross_entropy
     # At the start of the backward, log-softmax's saved output and the gradients entering and
     # leaving its backward are three fp32 (B, T, V) tensors at once, in any precision (a live
     # count on the CPU checks it: tests/test_memory.py). Gradients of the weights are not alive

@@ -153,7 +153,8 @@ class GPT(nn.Module):
         return n - self.pos_emb.weight.numel() if exclude_position_embeddings else n
 
     def forward(
-        self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+        self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False,
+        head: bool = True,
     ) -> torch.Tensor:
         """Logits (batch, tokens, vocab_size) for token ids (batch, tokens) (chapter 6).
 
@@ -162,6 +163,7 @@ class GPT(nn.Module):
         With a `cache` (chapter 8), `idx` holds the tokens after the cached ones: their
         positions start at ``len(cache)`` and their keys and values join the cache.
         ``last_only=True`` (generation, ch. 8) runs the head on the last position only.
+        ``head=False`` (appendix C) returns the final-normed states (batch, tokens, d).
         """
         if idx.dim() != 2 or idx.numel() == 0:  # (0, T) or (B, 0): nothing to predict
             empty = "give at least one sequence of at least one token"
@@ -200,7 +202,7 @@ class GPT(nn.Module):
         if last_only:  # only the last position predicts the next token: skip the rest
             x = x[:, -1:, :]  # (B, 1, d)
         x = self.final_norm(x)
-        return self.out_head(x)  # (B, T, vocab), or (B, 1, vocab) with last_only
+        return self.out_head(x) if head else x  # (B, T or 1, vocab), or (B, T, d)
 
     def generate(
         self,

@@ -5,7 +5,8 @@
 with device, date, torch and command. One `ResultsTable` per file and the command that
 writes it: `MFU_RESULTS` (``benchmarks/mfu.py --record``), `LADDER_RESULTS`
 (``benchmarks/ladder.py --record``), `NOTEBOOK_RESULTS` (``tools/gpu_run.py``),
-`DDP_RESULTS` (appendix A, ``benchmarks/ddp.py --record``), and `GENERATION_RESULTS`:
+`DDP_RESULTS` (appendix A, ``benchmarks/ddp.py --record``), `DECODE_RESULTS` (appendix C,
+``benchmarks/decode.py --record``), and `GENERATION_RESULTS`:
 chapter 8's GPT-2 text, which the offline book cannot make (`RECORD_GENERATIONS`)."""
 
 from __future__ import annotations
@@ -100,6 +101,26 @@ DDP_RESULTS = ResultsTable(
         "tokens_per_second",
         "mfu",
         "peak_tflops",
+        "torch",
+        "command",
+    ),
+)
+# Appendix C's decode steps on a GPU: one row per (batch, context), the roofline's
+# prediction beside the measurement; MBU against the bandwidth measured in the same run.
+DECODE_RESULTS = ResultsTable(
+    RESULTS_DIR / "decode.csv",
+    (
+        "date",
+        "device",
+        "model",
+        "dtype",
+        "batch_size",
+        "context",
+        "predicted_tokens_per_second",
+        "tokens_per_second",
+        "bandwidth_gbs",  # the measured copy bandwidth, GB/s
+        "mbu",
+        "bound",  # the prediction's: memory or compute
         "torch",
         "command",
     ),

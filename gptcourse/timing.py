@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import non_negative_int, positive_int
+from .checks import non_negative_int, optional_positive_int, positive_int
+from .chunked_loss import chunked_model_loss
 from .device import autocast, get_device, needs_grad_scaler
 from .peaks import tf32_enabled
 from .train import cross_entropy_loss
@@ -70,6 +71,7 @@ def make_train_step(
     dtype: torch.dtype,
     lr: float = 0.0,
     fused: bool | None = None,
+    loss_chunk: int | None = None,
 ) -> Callable[[], None]:
     """One training step (forward, loss, backward, AdamW) as a function of no arguments.
 
@@ -78,7 +80,9 @@ def make_train_step(
     in `dtype`, with a gradient scaler for fp16. ``lr=0``: the optimizer does all its work,
     the weights stay. ``fused=True``: AdamW in a few fused kernels (`fused_adamw_supported`);
     None: PyTorch's default ("foreach" on a GPU: one kernel per operation over all tensors).
+    ``loss_chunk``: the head and loss `loss_chunk` rows at a time (`chunked_model_loss`).
     """
+    loss_chunk = optional_positive_int("loss_chunk", loss_chunk)
     device = inputs.device
     if fused and not fused_adamw_supported(device):
         raise ValueError(
@@ -90,7 +94,10 @@ def make_train_step(
 
     def step() -> None:
         with autocast(device, dtype):
-            loss = cross_entropy_loss(model(inputs), targets)
+            if loss_chunk is None:
+                loss = cross_entropy_loss(model(inputs), targets)
+            else:  # appendix C: no (B·T, vocab) tensor
+                loss = chunked_model_loss(model, inputs, targets, loss_chunk)
         optimizer.zero_grad(set_to_none=True)
         if scaler is None:
             loss.backward()

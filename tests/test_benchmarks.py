@@ -228,3 +228,20 @@ def test_the_generations_recorder_offline_says_what_to_do(tmp_path, monkeypatch,
     with pytest.raises(WeightsUnavailableError, match="cannot be reached.*\n.*hf_hub_download"):
         generations.main(["--device", "cpu", "--record"])
     assert not table.path.exists(), "nothing recorded"
+
+
+def test_the_decode_command_on_a_cpu(tmp_path, capsys):
+    """benchmarks/decode.py: predicted beside measured decode speed, a row per (batch, context)."""
+    from gptcourse.results import DECODE_RESULTS
+
+    results = tmp_path / "decode.csv"
+    argv = ["--preset", "gpt-nano", "--batches", "1", "2", "--contexts", "8", "--repeats", "1", "--device", "cpu"]
+    rows = load("decode").main([*argv, "--bandwidth", "1e10", "--peak", "1e11", "--results", str(results)])
+    assert "predicted" in capsys.readouterr().out
+    recorded = DECODE_RESULTS.load(results)
+    assert [(r["batch_size"], r["context"], r["model"], r["dtype"]) for r in recorded] == [("1", "8", "gpt-nano", "float32"), ("2", "8", "gpt-nano", "float32")]
+    assert all(float(r["tokens_per_second"]) > 0 and float(r["mbu"]) > 0 and r["bound"] == "memory" for r in recorded)
+    assert float(rows[1]["predicted_tokens_per_second"]) > float(rows[0]["predicted_tokens_per_second"])
+    with pytest.raises(SystemExit):
+        load("decode").main(["--device", "cpu", "--record"])
+    assert "GPU measurements only" in capsys.readouterr().err

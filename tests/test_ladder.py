@@ -47,12 +47,12 @@ def climbed():
 def test_every_rung_in_order_with_a_status(climbed):
     assert [r.rung for r in climbed] == [rung.name for rung in LADDER]
     assert [r.rung for r in climbed] == [
-        "fp32", "tf32", "autocast", "sdpa", "compile", "fused AdamW", "padded vocab", "largest batch"
+        "fp32", "tf32", "autocast", "sdpa", "compile", "fused AdamW", "padded vocab", "chunked loss", "largest batch"
     ]  # fmt: skip
     status = {r.rung: r.status for r in climbed}
     assert status["tf32"] == "skipped" and "CPU has none" in climbed[1].note
     assert status["compile"] == "skipped" and "compile_on_cpu=True" in climbed[4].note
-    assert all(status[name] == "ran" for name in ["fp32", "autocast", "sdpa", "fused AdamW", "padded vocab", "largest batch"])
+    assert all(status[name] == "ran" for name in ["fp32", "autocast", "sdpa", "fused AdamW", "padded vocab", "chunked loss", "largest batch"])
 
 
 def test_each_rung_keeps_the_ones_below(climbed):
@@ -62,8 +62,11 @@ def test_each_rung_keeps_the_ones_below(climbed):
     assert by["sdpa"].attention == "sdpa" and by["sdpa"].dtype == torch.bfloat16
     assert by["fused AdamW"].fused is True and by["fused AdamW"].attention == "sdpa"
     assert by["padded vocab"].config.vocab_size == 50304 and by["padded vocab"].fused is True
+    assert by["padded vocab"].loss_chunk is None and by["chunked loss"].loss_chunk == ladder.CPU_LOSS_CHUNK
+    assert by["chunked loss"].config.vocab_size == 50304 and by["chunked loss"].batch_size == 2
     largest = by["largest batch"]
     assert largest.batch_size == CPU.max_batch_size and largest.config.vocab_size == 50304  # 2 × the batch on a CPU
+    assert largest.loss_chunk == ladder.CPU_LOSS_CHUNK
 
 
 def test_each_rung_reports_speed_both_mfus_and_memory(climbed):
@@ -75,7 +78,8 @@ def test_each_rung_reports_speed_both_mfus_and_memory(climbed):
         assert r.mfu_datasheet is None, "a CPU has no datasheet peak: its MFU is against the measured matmul"
         assert r.peak_memory is None, "no memory counter on a CPU"
         s = r.setup
-        assert r.estimated_memory == estimate_memory(s.config, s.batch_size, s.seq_len, s.dtype, s.attention, "cpu").total
+        assert r.estimated_memory == estimate_memory(s.config, s.batch_size, s.seq_len, s.dtype, s.attention, "cpu", loss_chunk=s.loss_chunk).total
+        assert r.measurement.estimated_memory == r.estimated_memory
         assert r.precision == ("bf16" if s.dtype == torch.bfloat16 else "fp32")
 
 
@@ -144,6 +148,20 @@ def test_the_vocabulary_is_padded_to_a_multiple_of_64():
     assert ladder._pad_vocabulary(padded, CPU) == "the vocabulary, 50,304, is already a multiple of 64"
 
 
+def test_the_chunked_loss_needs_less_memory_so_the_batch_can_grow(climbed, monkeypatch):
+    # It pays where B·T is well above emb_dim: it keeps a (vocab, d) gradient instead of (B·T, vocab) ones.
+    assert ladder._chunked_loss(Setup(TINY, 8, 16), FAKE_GPU).loss_chunk == ladder.LOSS_CHUNK
+    plain = dataclasses.replace(next(r for r in climbed if r.rung == "padded vocab").setup, batch_size=64)
+    chunked = dataclasses.replace(plain, loss_chunk=ladder.CPU_LOSS_CHUNK)
+    assert ladder._estimate(chunked, "cpu") < 0.6 * ladder._estimate(plain, "cpu")
+    # A CPU sizes by the estimate: a budget between the two lets the chunked setup reach 64, not the plain one.
+    budget = (ladder._estimate(plain, "cpu") + ladder._estimate(chunked, "cpu")) / 2
+    monkeypatch.setattr(gpu_budget, "available_memory", lambda device: budget / gpu_budget.SAFETY_FRACTION)
+    model = torch.nn.Linear(1, 1)  # not used off CUDA
+    assert ladder._fits(model, chunked, torch.device("cpu"), 64)
+    assert not ladder._fits(model, plain, torch.device("cpu"), 64)
+
+
 def test_a_t4_sizes_the_first_rung_to_fit(monkeypatch):
     # fp32 with the T×T matrix kept is the hungriest rung: on a T4 GPT-2 small at T=1024
     # must drop from batch 8 until the estimate fits 85% of the 14.5 GiB free.
@@ -203,7 +221,7 @@ def test_rungs_are_timed_in_rotating_rounds_and_compared_within_each(monkeypatch
 
     monkeypatch.setattr(ladder, "_measure", timed)
     results = run_ladder(TINY, batch_size=1, seq_len=8, device="cpu", steps=2, warmup=0, rounds=3,
-                         skip=["sdpa", "fused AdamW", "padded vocab", "largest batch"])  # fmt: skip
+                         skip=["sdpa", "fused AdamW", "padded vocab", "chunked loss", "largest batch"])  # fmt: skip
     by = {r.rung: r for r in results}
     assert order[:2] == ["fp32", "autocast"] and order[2:4] == ["autocast", "fp32"], "the order rotates"
     assert len(by["autocast"].round_times) == 3 and len(by["autocast"].measurement.step_times) == 6

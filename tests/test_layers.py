@@ -25,10 +25,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("checks", "files", "config"),
     "text": ("tokenizer", "data"),
     "model": ("attention", "kv_cache", "generate", "model", "weights"),
-    "training": ("device", "checkpoint", "train"),
+    "training": ("device", "checkpoint", "train", "chunked_loss"),
     "measurement": ("flops", "peaks", "timing", "memory", "mfu", "gpu_budget", "ladder", "results", "perf"),
-    "figures": ("alt_text", "figure_style", "model_plots", "plots", "perf_plots", "diagrams", "widgets"),
-    "appendices": ("data_parallel", "distributed", "sharding", "llama_rope", "llama", "llama_weights", "llama_flops", "llama_check"),
+    "figures": ("alt_text", "figure_style", "model_plots", "plots", "perf_plots", "profile_plots", "diagrams", "widgets"),
+    "appendices": ("data_parallel", "distributed", "sharding", "llama_rope", "llama", "llama_weights", "llama_flops", "llama_check", "profiling", "roofline"),
 }
 # `import gptcourse` is the front door of chapters 1–7: it may open onto those layers only.
 FRONT_DOOR_LAYER = "training"

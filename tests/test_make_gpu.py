@@ -71,6 +71,7 @@ def test_a_large_gpu_measures_everything_then_again_capped_to_a_t4(chapters, tmp
         ("benchmarks/ladder.py --record", None),
         ("benchmarks/mfu.py --preset gpt2-small --record", None),
         ("benchmarks/ddp.py --record", None),
+        ("benchmarks/decode.py --record", None),
         ("-m pytest 01_tokens.ipynb --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q", "14.5"),
         ("-m pytest 10_mfu.ipynb --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q", "14.5"),
         ("benchmarks/ladder.py --record", "14.5"),

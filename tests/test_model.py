@@ -133,6 +133,24 @@ def test_forward_runs_on_the_meta_device_with_a_loss_and_backward():
     assert model.tok_emb.weight.grad.shape == (97, 16)
 
 
+def test_without_the_head_forward_returns_the_normed_hidden_states():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    idx = torch.randint(0, 97, (2, 12))
+    hidden = model(idx, head=False)
+    assert hidden.shape == (2, 12, 16)  # (batch, tokens, emb_dim): appendix C's chunked loss runs the head
+    torch.testing.assert_close(model.out_head(hidden), model(idx))
+    torch.testing.assert_close(model(idx, last_only=True, head=False), hidden[:, -1:])
+
+
+def test_without_the_head_it_compiles_with_fullgraph():
+    torch._dynamo.reset()
+    model = GPT(GPTConfig(vocab_size=64, context_length=8, emb_dim=16, n_heads=2, n_layers=1))
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    idx = torch.randint(0, 64, (2, 8))
+    torch.testing.assert_close(compiled(idx, head=False), model(idx, head=False))
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "manual"])
 def test_compiles_with_fullgraph_forward_and_backward(attention):
     # fullgraph=True fails on any graph break (a value read in forward would be one); aot_eager traces

@@ -8,6 +8,7 @@ import pytest
 
 from gptcourse.results import (
     DDP_RESULTS,
+    DECODE_RESULTS,
     GENERATION_RESULTS,
     LADDER_RESULTS,
     MFU_RESULTS,
@@ -18,7 +19,7 @@ from gptcourse.results import (
     latest_generations,
 )
 
-TABLES = [MFU_RESULTS, LADDER_RESULTS, NOTEBOOK_RESULTS, DDP_RESULTS, GENERATION_RESULTS]
+TABLES = [MFU_RESULTS, LADDER_RESULTS, NOTEBOOK_RESULTS, DDP_RESULTS, DECODE_RESULTS, GENERATION_RESULTS]
 
 
 def test_a_table_reads_its_rows_and_skips_blank_lines(tmp_path):

@@ -71,6 +71,20 @@ def test_train_step_with_a_learning_rate_lowers_the_loss():
     assert cross_entropy_loss(model(x), y).item() < start - 0.5
 
 
+def test_train_step_with_the_chunked_loss_computes_the_same_gradients():
+    torch.manual_seed(0)
+    plain, chunked = GPT(TINY), GPT(TINY)
+    chunked.load_state_dict(plain.state_dict())
+    x, y = torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))
+    make_train_step(plain, x, y, torch.float32)()
+    make_train_step(chunked, x, y, torch.float32, loss_chunk=5)()  # 16 rows: chunks of 5, 5, 5 and 1
+    theirs = dict(plain.named_parameters())
+    for name, p in chunked.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(TypeError, match="loss_chunk must be a positive int"):
+        make_train_step(chunked, x, y, torch.float32, loss_chunk=2.5)
+
+
 def test_measured_peak_is_remembered_until_refreshed():
     first = measure_peak_flops("cpu", torch.float32, sizes=(64, 128), repeats=3, warmup=1, refresh=True)
     assert math.isfinite(first) and first > 1e6

@@ -140,11 +140,12 @@ def passes(gpu: dict[str, Any], capped_pass: bool = True) -> list[float | None]:
 
 
 def benchmarks(cap_gib: float | None) -> list[list[str]]:
-    """The benchmark commands of one pass: the ladder always; the MFU comparison and DDP uncapped only."""
+    """The benchmark commands of one pass: the ladder always; the MFU comparison, DDP and decode uncapped only."""
     commands = [[sys.executable, "benchmarks/ladder.py", "--record"]]
     if cap_gib is None:
         commands.append([sys.executable, "benchmarks/mfu.py", "--preset", "gpt2-small", "--record"])
         commands.append([sys.executable, "benchmarks/ddp.py", "--record"])
+        commands.append([sys.executable, "benchmarks/decode.py", "--record"])
     return commands
 
 
