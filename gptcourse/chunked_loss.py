@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .checks import positive_int
+from .device import profiler_quietly
 
 
 def _check(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> None:
@@ -109,9 +110,20 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
-        # grad_output is 1, or the gradient scaler's scale: the saved gradients times it
-        saved = ctx.saved_tensors
-        scaled = [None if g is None else g * grad_output.to(g.dtype) for g in saved]
+        # grad_output is 1, or the gradient scaler's scale: the saved gradients times
+        # it, in place, so that no second (vocab, d) tensor is made. Hence one backward
+        # per graph.
+        if getattr(ctx, "scaled", False):
+            raise RuntimeError(
+                "chunked_cross_entropy's backward ran twice on one graph "
+                "(retain_graph=True): its saved gradients are scaled in place. "
+                "Compute the loss again instead."
+            )
+        ctx.scaled = True
+        scaled = [
+            None if g is None else g.mul_(grad_output.to(g.dtype))
+            for g in ctx.saved_tensors
+        ]
         return scaled[0], scaled[1], None, None, None
 
 
@@ -175,7 +187,7 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device | str) -> in
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
     activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+    with profiler_quietly(activities=activities, profile_memory=True) as prof:
         fn()
     # Each "[memory]" record is one allocation (+bytes) or free (−bytes), in time order.
     # kineto_results is the profiler's raw record: its public tables sum per operator.

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -125,3 +128,34 @@ def autocast(
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def profiler_quietly(**settings: Any) -> Iterator[torch.profiler.profile]:
+    """`torch.profiler.profile(**settings)`, started and stopped without Kineto's logs.
+
+    Defined in appendix C. Kineto writes "USDT: profiler_start" and "profiler_stop" to
+    the process's stderr whatever its log level, which a notebook would show as output:
+    file descriptor 2 goes to /dev/null for the start and the stop, never for the work.
+    """
+    prof = torch.profiler.profile(**settings)
+    with _stderr_to_devnull():
+        prof.start()
+    try:
+        yield prof
+    finally:
+        with _stderr_to_devnull():
+            prof.stop()
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -33,14 +33,8 @@ SAFETY_FRACTION = 0.85
 
 # What the allocators say when they cannot allocate: PyTorch's own error is
 # torch.cuda.OutOfMemoryError; cuBLAS, cuDNN and the CPU allocator ("can't allocate memory") raise RuntimeErrors.
-_OOM_MESSAGES = (
-    "out of memory",
-    "can't allocate memory",
-    "CUBLAS_STATUS_ALLOC_FAILED",
-    "CUDNN_STATUS_ALLOC_FAILED",
-    "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
-    "not enough memory",
-)
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                 "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "not enough memory")  # fmt: skip
 
 
 class EstimatedOutOfMemoryError(torch.cuda.OutOfMemoryError):
@@ -339,7 +333,7 @@ RUN_MODULES = ("gpt", "attention")
 class GPURun:
     """One GPU configuration a notebook runs: its model, its batch, what else is on the GPU (chapter 10)."""
 
-    chapter: int
+    chapter: int | str  # 10, or an appendix's letter: "C"
     name: str  # the key in GPU_RUNS, what the notebook writes: GPU_RUNS["ch10-attention"]
     what: str  # what the notebook does with it, in a phrase
     batch_size: int  # the batch on a T4; `fit` lowers it where less memory is free
@@ -354,7 +348,8 @@ class GPURun:
     alongside: tuple[str, ...] = ()  # presets whose fp32 weights stay on the GPU meanwhile (chapter 10's `model`)
 
     def __post_init__(self) -> None:
-        positive_int("chapter", self.chapter)
+        if not (isinstance(self.chapter, str) and len(self.chapter) == 1 and "A" <= self.chapter <= "Z"):
+            positive_int("chapter (a number, or an appendix's capital letter)", self.chapter)
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"GPURun.name must be a non-empty str, got {self.name!r}.")
         positive_int("batch_size", self.batch_size)
@@ -466,6 +461,10 @@ GPU_RUNS: dict[str, GPURun] = _run_table(
         10, "ch10-compile", "torch.compile'd GPT-2 small against an eager one, both on the GPU, timed in turns",
         batch_size=8, seq_len=1024, models_resident=2, alongside=("gpt2-small",),
     ),
+    GPURun("C", "appc-model", "GPT-2 small's training step profiled, then its loss computed plain and in chunks",
+           batch_size=8, seq_len=1024),
+    GPURun("C", "appc-prefill", "a 16-bit copy of GPT-2 small profiled on a prefill, the training model beside it",
+           batch_size=8, seq_len=1024, training=False, alongside=("gpt2-small",)),
     GPURun(
         10, "ch10-vocab", "vocabulary 50304 against 50257, both models on the GPU, timed in turns",
         batch_size=4, seq_len=1024, overrides=(("vocab_size", 50304),), models_resident=2, alongside=("gpt2-small",),

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 from torch.autograd.profiler import record_function
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity
 
 from .checks import non_negative_int, one_of, positive_int
-from .device import autocast, needs_grad_scaler
+from .device import autocast, needs_grad_scaler, profiler_quietly
 from .timing import synchronize
 from .train import cross_entropy_loss
 
@@ -317,7 +317,7 @@ def profile_call(
         for _ in range(warmup):  # first calls allocate, pick kernels, build AdamW's state
             fn()
         synchronize(device)
-        with profile(activities=activities) as prof:
+        with profiler_quietly(activities=activities) as prof:
             for _ in range(repeats):
                 start = time.perf_counter()
                 fn()

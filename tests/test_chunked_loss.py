@@ -167,3 +167,19 @@ def test_the_estimate_counts_chunks_not_the_whole_vocabulary_by_row():
     assert estimate_memory(cfg, 8, 1024, loss_chunk=10**6) == estimate_memory(cfg, 8, 1024, loss_chunk=rows)
     with pytest.raises(ValueError, match="loss_chunk must be a positive int"):
         estimate_memory(cfg, 8, 1024, loss_chunk=-1)
+
+
+def test_the_weight_gradient_is_held_once_and_a_second_backward_is_refused():
+    # The backward scales the saved gradients in place: at its peak the step holds one
+    # (vocab, d) weight gradient, not the saved one and its scaled copy.
+    hidden, weight, targets = case(n=8, d=64, vocab=5000)
+
+    def run():
+        chunked_cross_entropy(hidden, weight, targets, 4).backward()
+        hidden.grad = weight.grad = None
+
+    assert measure_peak_memory(run, "cpu") < 1.5 * 5000 * 64 * 4
+    loss = chunked_cross_entropy(hidden, weight, targets, 4)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice on one graph"):
+        loss.backward()

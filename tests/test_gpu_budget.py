@@ -502,7 +502,7 @@ def test_a_gpu_run_checks_its_fields():
         _run_table(GPURun(**base), GPURun(**base))
 
 
-RUN_NAME = re.compile(r"""["'](ch\d\d-[a-z0-9-]+)["']""")  # a quoted run name, e.g. "ch10-attention"
+RUN_NAME = re.compile(r"""["']((?:ch\d\d|app[a-z])-[a-z0-9-]+)["']""")  # quoted, e.g. "ch10-attention", "appc-model"
 
 
 def _runs_named_in(notebook: Path) -> set[str]:
@@ -518,6 +518,7 @@ def test_the_notebooks_name_what_they_run_on_a_gpu():
     unknown = {nb: sorted(names - set(GPU_RUNS)) for nb, names in named.items() if names - set(GPU_RUNS)}
     assert not unknown, f"run names not in gptcourse.gpu_budget.GPU_RUNS: {unknown}"
     for run in GPU_RUNS.values():
-        notebooks = [nb for nb in named if nb.startswith(f"{run.chapter:02d}_")]
+        prefix = f"appendix_{run.chapter.lower()}_" if isinstance(run.chapter, str) else f"{run.chapter:02d}_"
+        notebooks = [nb for nb in named if nb.startswith(prefix)]
         assert len(notebooks) == 1, f"{run.name}: no notebook (or several) for chapter {run.chapter}"
         assert run.name in named[notebooks[0]], f'{notebooks[0]} should take its GPU sizes from GPU_RUNS["{run.name}"]'

@@ -183,7 +183,7 @@ def test_only_gpu_chapters_ask_colab_for_a_gpu():
     setup = (ROOT / "book" / "setup.md").read_text()
     listed = re.search(r"GPU chapters: ([^.]*)\.", setup)
     assert listed, "book/setup.md should say which chapters ask for a GPU ('GPU chapters: ...')"
-    named = [int(n) for n in re.findall(r"chapter (\d+)", listed[1], re.I)]
+    named = [int(n) if n.isdigit() else n for n in re.findall(r"(?:chapter|appendix) (\d+|[A-Z]\b)", listed[1], re.I)]
     assert named == [ch.number for ch in gpu], f"setup.md names chapters {named}; the notebooks asking for a GPU are {[ch.number for ch in gpu]}"
 
 

@@ -74,10 +74,11 @@ def test_training_step_has_backward_loss_optimizer_and_data(steps, kind):
     inputs, _ = batch()
     forward = profile_call(model, lambda: model(inputs), repeats=1, warmup=1)
     step = steps[kind]
-    # The backward of a projection is two matmuls of the forward's size: the step's
-    # share of them is more than the forward alone (by far: 3× the FLOPs).
+    # Both see the projections. (Not "the step's are longer": its backward has 2× the
+    # forward's FLOPs, but these ops take a tenth of a millisecond, and on a loaded
+    # machine one forward can outlast them; times are benchmarks' business, not tests'.)
     for key in ("qkv", "mlp", "lm_head"):
-        assert step.seconds[key] > forward.seconds[key] > 0, key
+        assert step.seconds[key] > 0 and forward.seconds[key] > 0, key
     for key in ("loss", "optimizer", "data"):
         assert step.seconds[key] > 0, key
         assert forward.seconds[key] == 0, key
