@@ -117,6 +117,19 @@ def test_markdown_has_no_myst_directives_or_roles(path):
     )
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_hold_no_control_characters(path):
+    r"""A backslash meant for LaTeX can reach a cell as a control character: "\times" in a
+    plain Python string (a notebook written by a script) is a tab and "imes"; "\beta" a backspace."""
+    found = [
+        f"cell {i}: {ch!r} in ...{cell.source[max(0, at - 20):at + 20]!r}..."
+        for i, cell in enumerate(load(path).cells)
+        for at, ch in enumerate(cell.source)
+        if ord(ch) < 32 and ch != "\n"
+    ]
+    assert not found, f"{path.name}: {found[:5]}"
+
+
 @pytest.mark.parametrize(
     "planted",
     [
