@@ -31,7 +31,7 @@ from .gpu_budget import find_max_batch_size, fit_batch_size, largest_batch
 from .memory import estimate_memory
 from .mfu import TrainingMeasurement, measure_training
 from .model import GPT
-from .timing import fused_adamw_supported, make_train_step, rotation, time_calls
+from .timing import fused_adamw_supported, make_train_step, rotation
 
 # A CPU's ladder: GPT-2's own vocabulary (so that the padding rung is GPT-2's), everything
 # else small enough for two cores to climb every rung in about 10 s. The LM head and the
@@ -265,32 +265,12 @@ def _measure(setup: Setup, device: torch.device, steps: int, warmup: int, seed: 
         model: torch.nn.Module = GPT(setup.config, attention=setup.attention).to(device)
         if setup.compile:
             model = torch.compile(model)
-        if setup.loss_chunk is not None:
-            return _measure_chunked(model, setup, device, steps, warmup, seed)
         # measure_peak=True: the matmul peak of this rung's precision (TF32 included), measured
         # under the same settings, is the second denominator.
         return measure_training(
             model, setup.config, batch_size=setup.batch_size, seq_len=setup.seq_len, steps=steps, warmup=warmup,
-            dtype=setup.dtype, measure_peak=True, seed=seed, fused=setup.fused,
+            dtype=setup.dtype, measure_peak=True, seed=seed, fused=setup.fused, loss_chunk=setup.loss_chunk,
         )  # fmt: skip
-
-
-def _measure_chunked(model: torch.nn.Module, setup: Setup, device: torch.device, steps: int, warmup: int, seed: int) -> TrainingMeasurement:
-    """What `measure_training` measures (the same inputs from `seed`, lr 0, both peaks), the
-    step's loss chunked: `measure_training` runs the plain loss only."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    shape, vocab = (setup.batch_size, setup.seq_len), setup.config.vocab_size
-    inputs, targets = (torch.randint(0, vocab, shape, generator=generator).to(device) for _ in range(2))
-    step = make_train_step(model.train(), inputs, targets, setup.dtype, fused=setup.fused, loss_chunk=setup.loss_chunk)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
-        times = time_calls(step, device, repeats=steps, warmup=warmup)
-    finally:
-        model.zero_grad(set_to_none=True)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    m = TrainingMeasurement.from_step_times(model, setup.config, *shape, times, dtype=setup.dtype, measure_peak=True, peak_memory=peak)
-    return dataclasses.replace(m, estimated_memory=_estimate(setup, device.type))
 
 
 def default_workload(device: torch.device | str) -> dict[str, Any]:

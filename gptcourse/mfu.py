@@ -104,6 +104,7 @@ class TrainingMeasurement:
         peak: float | None = None,
         measure_peak: bool = False,
         peak_memory: int | None = None,
+        loss_chunk: int | None = None,
     ) -> TrainingMeasurement:
         """The measurement of training steps timed elsewhere (e.g. by `gptcourse.timing.compare`).
 
@@ -111,7 +112,8 @@ class TrainingMeasurement:
         matmul peak on a GPU with a datasheet figure too, so that both MFUs are reported.
         Every step time must be a finite number of seconds above 0: a negative, NaN or zero
         one (a timer misread, a step not synchronised) would make MFU negative, NaN or
-        infinite, so it is refused by its index.
+        infinite, so it is refused by its index. ``loss_chunk``: the steps' loss was chunked
+        (appendix C), which the memory estimate counts.
         """
         step_times = _step_times(step_times)
         cfg = model_config(model, config)
@@ -123,7 +125,9 @@ class TrainingMeasurement:
         needs_measured = device.type != "cuda" or measure_peak or (peak is None and datasheet_peak(name, precision) is None)
         measured = measure_peak_flops(device, dtype) if needs_measured else None
         denominator, source = choose_peak(name, precision, measured, peak)
-        estimate = estimate_memory(cfg, batch_size, seq_len, dtype=dtype, attention=attention_of(model), device_type=device.type)
+        estimate = estimate_memory(
+            cfg, batch_size, seq_len, dtype, attention_of(model), device.type, loss_chunk=loss_chunk
+        )
         return cls(
             device=name,
             precision=precision,
@@ -204,6 +208,7 @@ def measure_training(
     measure_peak: bool = False,
     seed: int = 0,
     fused: bool | None = None,
+    loss_chunk: int | None = None,
 ) -> TrainingMeasurement:
     """Time `steps` training steps after `warmup` untimed ones; report speed, MFU and memory.
 
@@ -211,8 +216,8 @@ def measure_training(
     context, ``dtype`` (autocast's) to `autocast_dtype`: bf16 on Ampere and newer, fp16 on
     older GPUs, fp32 on a CPU. MFU is against ``peak``, else `choose_peak`'s;
     ``measure_peak=True`` measures the matmul peak on a GPU too, so both MFUs are reported.
-    ``fused`` picks AdamW's implementation. The weights are left unchanged (lr=0), the
-    training mode restored.
+    ``fused`` picks AdamW's implementation; ``loss_chunk`` computes the loss that many rows
+    at a time (appendix C). The weights are left unchanged (lr=0), the training mode restored.
     """
     cfg = model_config(model, config)
     batch_size, seq_len = batch_shape(cfg, batch_size, seq_len)
@@ -224,7 +229,7 @@ def measure_training(
     targets = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=generator).to(device)
     was_training = model.training
     model.train()
-    step = make_train_step(model, inputs, targets, dtype, fused=fused)
+    step = make_train_step(model, inputs, targets, dtype, fused=fused, loss_chunk=loss_chunk)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -234,8 +239,9 @@ def measure_training(
         model.train(was_training)
     peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return TrainingMeasurement.from_step_times(
-        model, cfg, batch_size, seq_len, times, dtype=dtype, peak=peak, measure_peak=measure_peak, peak_memory=peak_memory
-    )
+        model, cfg, batch_size, seq_len, times, dtype=dtype, peak=peak, measure_peak=measure_peak, peak_memory=peak_memory,
+        loss_chunk=loss_chunk,
+    )  # fmt: skip
 
 
 def measure_throughput(

@@ -125,3 +125,14 @@ def test_the_summary_fits_the_books_88_columns():
         wide = [line for line in summary.splitlines() if len(line) > 88]
         assert not wide, f"summary lines wider than 88 characters: {wide}"
     assert "refresh=True) measures it again" in " ".join(above.summary().split())  # wrapped, kept
+
+
+def test_a_chunked_loss_is_measured_and_estimated_as_chunked():
+    # Appendix C's rung: the step runs the chunked loss, the estimate counts a chunk's logits.
+    model = GPT(TINY)
+    plain = measure_training(model, batch_size=4, steps=1, warmup=0)
+    chunked = measure_training(model, batch_size=4, steps=1, warmup=0, loss_chunk=8)
+    expected = estimate_memory(TINY, 4, 16, torch.float32, "sdpa", "cpu", loss_chunk=8).total
+    assert chunked.estimated_memory == expected != plain.estimated_memory
+    with pytest.raises(ValueError, match="loss_chunk must be a positive int"):
+        measure_training(model, batch_size=4, steps=1, warmup=0, loss_chunk=0)
