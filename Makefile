@@ -73,8 +73,9 @@ book: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# --durations: the slowest tests, printed last, so that a run over the 30-minute budget says where it went.
 unit: setup
-	$(VENV)/bin/pytest tests -n auto -q --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
+	$(VENV)/bin/pytest tests -n auto -q --durations=25 --ignore=tests/test_browser.py --ignore=tests/test_pdf.py
 
 # --dist loadfile keeps each notebook's cells on one worker (plain `load` scatters them).
 # One thread per kernel: two workers share the two cores instead of fighting over them.

@@ -66,14 +66,14 @@ def plot_model_roofline(peak: float, bandwidth: float, phases: dict[str, list[tu
     ax.text(ridge, peak / 1e9 * 1.15, f" ridge: {ridge:.1f} FLOP/byte", fontsize=SMALL)
     for p, pts in enumerate(phases.values()):
         for label, x, y in pts:
-            color = COLORS[classes.index(label) % (len(COLORS) - 1)]
+            color = COLORS[classes.index(label) % len(COLORS)]
             ax.scatter([x], [y / 1e9], marker=PHASE_MARKERS[p % len(PHASE_MARKERS)], s=55,
                        color=color, edgecolors="black", linewidths=0.5, zorder=3)
     # Two legends: the shape says the phase, the colour the op class.
     for p, phase in enumerate(phases):
         ax.scatter([], [], marker=PHASE_MARKERS[p % len(PHASE_MARKERS)], color="white", edgecolors="black", label=phase)
     for c, label in enumerate(classes):
-        ax.scatter([], [], marker="s", color=COLORS[c % (len(COLORS) - 1)], label=label)
+        ax.scatter([], [], marker="s", color=COLORS[c % len(COLORS)], label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ys = [y / 1e9 for _, _, y in points]

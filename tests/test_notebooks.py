@@ -118,6 +118,16 @@ def test_markdown_has_no_myst_directives_or_roles(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_in_nbformat_s_own_layout(path):
+    """`make release` and `make repository` rewrite notebooks with nbformat: a notebook saved in
+    another layout (keys unsorted, by a script's json.dump) would change on every line there."""
+    text = path.read_text(encoding="utf-8")
+    assert text in (nbformat.writes(load(path)), nbformat.writes(load(path)) + "\n"), (
+        f"{path.name}: write it with nbformat.write (sorted keys, indent 1), as Jupyter does"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_cells_hold_no_control_characters(path):
     r"""A backslash meant for LaTeX can reach a cell as a control character: "\times" in a
     plain Python string (a notebook written by a script) is a tab and "imes"; "\beta" a backspace."""
