@@ -21,23 +21,28 @@ import torch
 from recording import command_line, record, stamp  # benchmarks/, beside this file
 
 from gptcourse import GPT, GPTConfig
-from gptcourse.device import autocast_dtype, device_name, get_device
+from gptcourse.device import GIB, autocast_dtype, device_name, get_device
+from gptcourse.gpu_budget import fits
 from gptcourse.results import DECODE_RESULTS
-from gptcourse.roofline import measure_decode, predict_decode
+from gptcourse.roofline import decode_step_bytes, measure_decode, predict_decode
 from gptcourse.timing import measure_bandwidth, measure_peak_flops
 
 BATCHES = {"cuda": (1, 4, 16, 64, 256), "cpu": (1, 4, 16)}
-CONTEXTS = {"cuda": (128, 1024), "cpu": (128, 512)}
+CONTEXTS = {"cuda": (128, 1023), "cpu": (128, 512)}  # 1023: GPT-2's 1024 less the decoded token
 
 
 def sweep(
     model: GPT, batches: tuple[int, ...], contexts: tuple[int, ...], bandwidth: float, peak: float, repeats: int = 5
 ) -> list[dict]:
     """One row per (batch, context): predicted and measured tokens/s, MBU, the bound."""
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     rows = []
     for context in contexts:
         for batch in batches:
+            kv_cache = decode_step_bytes(model.config, batch, context, dtype)["kv_cache"]
+            if device.type == "cuda" and not fits(3 * kv_cache, device):  # the cache, its copy, its source
+                print(f"  batch {batch:4d}  context {context:5d}  skipped: its KV cache ({kv_cache / GIB:.1f} GiB) does not fit here")
+                continue
             predicted = predict_decode(model.config, batch, context, bandwidth, peak, dtype)
             measured = measure_decode(model, batch, context, repeats=repeats)
             rows.append(
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="gpt2-small", help="the model's size (default: gpt2-small)")
     parser.add_argument("--batches", type=int, nargs="+", help="default: 1 4 16 64 256 on a GPU, 1 4 16 on a CPU")
-    parser.add_argument("--contexts", type=int, nargs="+", help="default: 128 1024 on a GPU, 128 512 on a CPU")
+    parser.add_argument("--contexts", type=int, nargs="+", help="default: 128 1023 on a GPU, 128 512 on a CPU")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per row (the median is reported)")
     parser.add_argument("--bandwidth", type=float, help="bytes/s (default: measured here, a large copy)")
     parser.add_argument("--peak", type=float, help="FLOP/s (default: measured here, the fastest matmul)")

@@ -245,3 +245,13 @@ def test_the_decode_command_on_a_cpu(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load("decode").main(["--device", "cpu", "--record"])
     assert "GPU measurements only" in capsys.readouterr().err
+
+
+def test_the_decode_command_s_gpu_sweep_is_valid_for_gpt2():
+    # make gpu runs benchmarks/decode.py --record with its defaults: each context must leave
+    # room for the decoded token (GPT-2's context is 1024), or the whole run stops there.
+    from gptcourse.config import GPTConfig
+
+    decode = load("decode")
+    for kind, contexts in decode.CONTEXTS.items():
+        assert max(contexts) < GPTConfig.from_preset("gpt2-small").context_length, kind
